@@ -100,23 +100,28 @@ def coerce_candles(df: pd.DataFrame, symbol: str | None = None) -> pd.DataFrame:
     missing = [c for c in CANDLE_COLUMNS if c not in df.columns]
     if missing:
         raise CandleValidationError(symbol, f"missing columns {missing} (need {list(CANDLE_COLUMNS)})")
-    out = df.copy()
+    out = df  # copy lazily: backtests pass millions of rows that usually need no change
     ts = out["timestamp"]
     if pd.api.types.is_integer_dtype(ts):
+        out = out.copy()
         out["timestamp"] = pd.to_datetime(ts, unit="ms", utc=True)
     elif isinstance(ts.dtype, pd.DatetimeTZDtype):
         if str(ts.dt.tz) != "UTC":
+            out = out.copy()
             out["timestamp"] = ts.dt.tz_convert("UTC")
     elif pd.api.types.is_datetime64_dtype(ts):
         raise CandleValidationError(
             symbol, "timestamp is tz-aware UTC (got naive datetimes; localize them with tz_localize('UTC'))"
         )
     for c in OHLCV_COLUMNS:
-        if not pd.api.types.is_float_dtype(out[c]):
+        if not pd.api.types.is_float_dtype(out[c]) or out[c].dtype != np.float64:
             try:
-                out[c] = out[c].astype("float64")
+                converted = out[c].astype("float64")
             except (TypeError, ValueError) as exc:
                 raise CandleValidationError(symbol, f"{c} is numeric ({exc})") from exc
+            if out is df:
+                out = out.copy()
+            out[c] = converted
     return out
 
 
@@ -149,6 +154,30 @@ def _rule_name(err: SchemaError) -> str:
         col = getattr(column, "name", "a column")
         return f"no NaN in {col}"
     return text.splitlines()[0]
+
+
+def candles_look_valid(df: pd.DataFrame) -> bool:
+    """The schema's rules as plain numpy, for hot paths (about 10x faster than pandera).
+
+    It only says yes or no; on "no", call `validate_candles` for the message. A property test keeps the
+    two in agreement.
+    """
+    if not isinstance(df["timestamp"].dtype, pd.DatetimeTZDtype) or str(df["timestamp"].dt.tz) != "UTC":
+        return False
+    ts = timestamps_ms(df)
+    o, h, low, c, v = (df[k].to_numpy() for k in OHLCV_COLUMNS)
+    if any(a.dtype != np.float64 for a in (o, h, low, c, v)):
+        return False
+    with np.errstate(invalid="ignore"):
+        return bool(
+            (len(ts) < 2 or (np.diff(ts) > 0).all())
+            and not (ts % BASE_MS).any()
+            and (o > 0).all() and (h > 0).all() and (low > 0).all() and (c > 0).all()
+            and (v >= 0).all()
+            and (h >= np.maximum(o, c)).all()
+            and (low <= np.minimum(o, c)).all()
+            and not df["timestamp"].isna().any()
+        )
 
 
 def timestamps_ms(df: pd.DataFrame) -> np.ndarray:

@@ -1,0 +1,114 @@
+"""Walk-forward configuration: validated once, then read everywhere."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.timeframes import hours_ms, timeframe_ms, to_utc
+
+
+@dataclass(frozen=True)
+class WalkForwardConfig:
+    """Parameters of a walk-forward run.
+
+    Decision times are `t_k = t_0 + k * shift` on the UTC grid of `shift`, with `start <= t_k` and
+    `t_k + window <= end`, so no trade reads data past `end`. `start=None` means the first time any
+    symbol has finished its warm-up; `end=None` means the close of the last candle in the data. Naive
+    times are read as UTC.
+    """
+
+    start: Any = None
+    end: Any = None
+    window_hours: float = 4
+    shift_hours: float = 2
+    fee_bps: float = 10
+    slippage_bps: float = 0
+    feature_timeframe: str = "1h"
+    max_positions: int = 3
+    warmup_bars: int | None = None
+    bootstrap_samples: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+    cost_levels_bps: tuple[float, ...] = field(default=(0.0, 5.0, 10.0, 20.0, 50.0))
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if self.start is not None:
+            set_(self, "start", to_utc(self.start, "WalkForwardConfig.start"))
+        if self.end is not None:
+            set_(self, "end", to_utc(self.end, "WalkForwardConfig.end"))
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError(f"WalkForwardConfig: end ({self.end}) must be after start ({self.start})")
+        self.window_ms  # noqa: B018 - validates
+        self.shift_ms  # noqa: B018
+        self.timeframe_ms  # noqa: B018
+        for name in ("fee_bps", "slippage_bps"):
+            value = float(getattr(self, name))
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"WalkForwardConfig.{name} must be >= 0 (got {getattr(self, name)!r})")
+            set_(self, name, value)
+        if self.cost_per_side >= 1:
+            raise ValueError("WalkForwardConfig: fee_bps + slippage_bps must be below 10,000 (100%)")
+        if isinstance(self.max_positions, bool) or int(self.max_positions) != self.max_positions or self.max_positions < 1:
+            raise ValueError(f"WalkForwardConfig.max_positions must be an integer >= 1 (got {self.max_positions!r})")
+        set_(self, "max_positions", int(self.max_positions))
+        if self.warmup_bars is not None:
+            if int(self.warmup_bars) != self.warmup_bars or self.warmup_bars < 1:
+                raise ValueError(f"WalkForwardConfig.warmup_bars must be an integer >= 1 (got {self.warmup_bars!r})")
+            set_(self, "warmup_bars", int(self.warmup_bars))
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"WalkForwardConfig.confidence must be in (0, 1) (got {self.confidence!r})")
+        if int(self.bootstrap_samples) < 0:
+            raise ValueError("WalkForwardConfig.bootstrap_samples must be >= 0")
+        set_(self, "cost_levels_bps", tuple(float(c) for c in self.cost_levels_bps))
+
+    @property
+    def window_ms(self) -> int:
+        return hours_ms(self.window_hours, "WalkForwardConfig.window_hours")
+
+    @property
+    def shift_ms(self) -> int:
+        return hours_ms(self.shift_hours, "WalkForwardConfig.shift_hours")
+
+    @property
+    def timeframe_ms(self) -> int:
+        return timeframe_ms(self.feature_timeframe)
+
+    @property
+    def cost_per_side(self) -> float:
+        return (self.fee_bps + self.slippage_bps) / 10_000
+
+    @property
+    def sleeve_factor(self) -> float:
+        """Share of capital per window: `shift/window` overlapping sleeves (1 when windows don't overlap)."""
+        return min(1.0, self.shift_ms / self.window_ms)
+
+    def decision_times(self, data_start_ms: int, data_end_ms: int) -> np.ndarray:
+        """Decision times (int64 epoch ms) for the given data bounds (used where start/end are None)."""
+        start = int(self.start.value // 1_000_000) if self.start is not None else data_start_ms
+        end = int(self.end.value // 1_000_000) if self.end is not None else data_end_ms
+        first = -(-start // self.shift_ms) * self.shift_ms  # ceil to the shift grid
+        last = end - self.window_ms
+        if last < first:
+            return np.array([], dtype=np.int64)
+        return np.arange(first, last + 1, self.shift_ms, dtype=np.int64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly view (ISO times) for stores and run metadata."""
+        out = asdict(self)
+        for key in ("start", "end"):
+            out[key] = None if out[key] is None else out[key].isoformat()
+        out["cost_levels_bps"] = list(out["cost_levels_bps"])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WalkForwardConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown WalkForwardConfig fields {unknown}; valid: {sorted(known)}")
+        return cls(**data)
+

@@ -1,0 +1,211 @@
+"""Leak-free walk-forward backtest (SPEC section 3), vectorised over all decision times at once.
+
+At each decision time `t` a strategy sees only candles closed at `t`: feature bars with `H + tf <= t` and
+the entry candle stamped `t - 5m`. Each window `[t, t + window)` is an independent long-only trade set
+with equal weights; portfolio statistics use the non-compounded sleeve curve.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.backtest.config import WalkForwardConfig
+from engine.backtest.evaluate import evaluate, require_risk_objects
+from engine.backtest.panel import OUTCOME_COLUMNS, build_panel, mark_eligible, prepare_history
+from engine.features import default_warmup_bars, feature_names, get_feature_computers
+from engine.metrics import curve_metrics, equity_curve, symbol_metrics, trade_metrics
+from engine.stats import (
+    block_bootstrap_ci,
+    block_length,
+    cost_sensitivity,
+    net_return,
+    null_baseline,
+    one_sided_p,
+    rank_ic,
+)
+from engine.strategies.base import TradingStrategy
+from engine.timeframes import ms_index
+
+log = logging.getLogger(__name__)
+
+TRADE_COLUMNS = [
+    "decision_time", "symbol", "entry_time", "exit_time", "direction", "entry_price", "exit_price",
+    "return_pct", "gross_return_pct", "max_drawdown", "weight", "rank", "score", "void", "n_candles",
+]
+WINDOW_COLUMNS = [
+    "decision_time", "n_eligible", "n_candidates", "n_selected", "n_trades", "n_void", "selected",
+    "invested_weight", "window_return", "benchmark_return", "contribution", "equity", "drawdown",
+]
+
+
+@dataclass
+class WalkForwardResult:
+    """Trades, per-window portfolio rows, metrics; plus per-symbol metrics and the cost table."""
+
+    strategy: str
+    params: dict[str, Any]
+    config: WalkForwardConfig
+    trades: pd.DataFrame
+    windows: pd.DataFrame
+    metrics: dict[str, Any]
+    symbol_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cost_sensitivity: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: every eligible (decision time, symbol) row with its score and outcome, for diagnostics
+    panel: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+
+    def summary(self) -> str:
+        keys = ("trade_count", "coverage", "win_rate", "avg_return", "profit_factor",
+                "max_drawdown_aggregated", "total_return", "break_even_fee_bps")
+        parts = [f"{k}={self.metrics.get(k)!r}" for k in keys]
+        return f"{self.strategy}: " + ", ".join(parts)
+
+
+def run_walk_forward(
+    candles_by_symbol: Mapping[str, pd.DataFrame],
+    strategy: TradingStrategy,
+    cfg: WalkForwardConfig | None = None,
+) -> WalkForwardResult:
+    """Run `strategy` over `candles_by_symbol` (symbol -> 5m candle frame) with the walk-forward rules."""
+    cfg = cfg or WalkForwardConfig()
+    computers = get_feature_computers()
+    feature_cols = feature_names(computers)
+    warmup = cfg.warmup_bars or default_warmup_bars(computers)
+    risk, allocator = require_risk_objects(strategy, warmup, cfg.max_positions)
+    if not isinstance(candles_by_symbol, Mapping) or not candles_by_symbol:
+        raise ValueError("candles_by_symbol must be a non-empty mapping of symbol -> 5m candle DataFrame")
+
+    histories = {str(s): prepare_history(str(s), df, cfg.timeframe_ms, computers) for s, df in candles_by_symbol.items()}
+    decision_ms = _decision_times(histories, cfg, warmup)
+    log.info("walk-forward %s: %d symbols, %d decision times", strategy.name, len(histories), len(decision_ms))
+
+    panel = build_panel(histories, decision_ms, cfg.window_ms)
+    panel = panel.loc[mark_eligible(panel, feature_cols, warmup).to_numpy()].reset_index(drop=True)
+    panel["eligible"] = True
+    info_cols = [c for c in panel.columns if c not in OUTCOME_COLUMNS]
+    evaluated = evaluate(panel[info_cols], strategy, risk, allocator, feature_cols)
+    for col in OUTCOME_COLUMNS:  # outcomes join only after every decision is made
+        evaluated[col] = panel[col].to_numpy()
+    evaluated["return_pct"] = net_return(evaluated["gross_ratio"].to_numpy(), cfg.cost_per_side)
+
+    trades = _trades(evaluated, feature_cols)
+    windows = _windows(evaluated, decision_ms, cfg)
+    metrics, costs = _metrics(trades, windows, evaluated, cfg, strategy)
+    return WalkForwardResult(
+        strategy=strategy.name,
+        params=dict(strategy.params),
+        config=cfg,
+        trades=trades,
+        windows=windows,
+        metrics=metrics,
+        symbol_metrics=symbol_metrics(trades),
+        cost_sensitivity=costs,
+        panel=evaluated,
+    )
+
+
+def _decision_times(histories, cfg: WalkForwardConfig, warmup: int) -> np.ndarray:
+    nonempty = [h for h in histories.values() if len(h.ts)]
+    if not nonempty:
+        return np.array([], dtype=np.int64)
+    warm = [w for w in (h.warm_time_ms(warmup) for h in nonempty) if w is not None]
+    data_start = min(warm) if warm else max(int(h.ts[-1]) for h in nonempty)
+    data_end = max(int(h.ts[-1]) for h in nonempty) + 300_000
+    return cfg.decision_times(data_start, data_end)
+
+
+def _trades(ev: pd.DataFrame, feature_cols: list[str]) -> pd.DataFrame:
+    sel = ev.loc[ev["selected"]].sort_values(["decision_ms", "rank"])
+    trades = pd.DataFrame(
+        {
+            "decision_time": ms_index(sel["decision_ms"].to_numpy()),
+            "symbol": sel["symbol"].astype(str).to_numpy(),
+            "entry_time": ms_index(sel["decision_ms"].to_numpy()),
+            "exit_time": ms_index(np.where(sel["void"], np.iinfo(np.int64).min, sel["exit_ms"]).astype(np.int64))
+            .where(~sel["void"].to_numpy()),
+            "direction": "long",
+            "entry_price": sel["entry_price"].to_numpy(),
+            "exit_price": sel["exit_price"].to_numpy(),
+            "return_pct": sel["return_pct"].to_numpy(),
+            "gross_return_pct": sel["gross_ratio"].to_numpy() - 1.0,
+            "max_drawdown": sel["max_drawdown"].to_numpy(),
+            "weight": sel["weight"].to_numpy(),
+            "rank": sel["rank"].to_numpy().astype(np.int64),
+            "score": sel["score"].to_numpy(),
+            "void": sel["void"].to_numpy().astype(bool),
+            "n_candles": sel["n_window_candles"].to_numpy().astype(np.int64),
+            "gross_ratio": sel["gross_ratio"].to_numpy(),
+            **{f: sel[f].to_numpy() for f in ["close", "bars_seen", *feature_cols]},
+        }
+    )
+    return trades.rename(columns={"close": "bar_close"}).reset_index(drop=True)
+
+
+def _windows(ev: pd.DataFrame, decision_ms: np.ndarray, cfg: WalkForwardConfig) -> pd.DataFrame:
+    idx = pd.Index(decision_ms, name="decision_ms")
+    g = ev.groupby("decision_ms", sort=True)
+    outcome = ev["return_pct"].where(~ev["void"], 0.0)  # a void trade returns its capital untouched
+    sel = ev["selected"]
+    completed = sel & ~ev["void"]
+    parts = pd.DataFrame(
+        {
+            "n_eligible": g.size(),
+            "n_candidates": g["candidate"].sum(),
+            "n_selected": sel.groupby(ev["decision_ms"]).sum(),
+            "n_trades": completed.groupby(ev["decision_ms"]).sum(),
+            "n_void": (sel & ev["void"]).groupby(ev["decision_ms"]).sum(),
+            "invested_weight": (ev["weight"] * completed).groupby(ev["decision_ms"]).sum(),
+            "window_return": (ev["weight"] * outcome).groupby(ev["decision_ms"]).sum(),
+            "benchmark_return": outcome.groupby(ev["decision_ms"]).mean(),
+        }
+    ).reindex(idx)
+    counts = ["n_eligible", "n_candidates", "n_selected", "n_trades", "n_void"]
+    parts[counts] = parts[counts].fillna(0).astype(np.int64)
+    parts[["invested_weight", "window_return"]] = parts[["invested_weight", "window_return"]].fillna(0.0)
+    chosen = ev.loc[sel].sort_values(["decision_ms", "rank"])
+    names = chosen.groupby("decision_ms", sort=True)["symbol"].agg(lambda s: ",".join(map(str, s)))
+    parts["selected"] = names.reindex(idx).fillna("").to_numpy()
+    contribution, equity, drawdown = equity_curve(parts["window_return"].to_numpy(), cfg.sleeve_factor)
+    parts["contribution"], parts["equity"], parts["drawdown"] = contribution, equity, drawdown
+    parts = parts.reset_index()
+    parts.insert(0, "decision_time", ms_index(parts.pop("decision_ms").to_numpy()))
+    return parts[WINDOW_COLUMNS]
+
+
+def _metrics(trades, windows, ev, cfg: WalkForwardConfig, strategy: TradingStrategy):
+    done = trades.loc[~trades["void"]]
+    m: dict[str, Any] = {"strategy": strategy.name, "decision_times": len(windows)}
+    m.update(trade_metrics(done["return_pct"].to_numpy(), done["max_drawdown"].to_numpy()))
+    m["void_trades"] = int(trades["void"].sum())
+    m.update(curve_metrics(windows, cfg.shift_hours, cfg.sleeve_factor))
+
+    wr = windows["window_return"].to_numpy()
+    overlap = int(np.ceil(cfg.window_ms / cfg.shift_ms))
+    block = block_length(len(wr), overlap)
+    low, high = block_bootstrap_ci(wr, samples=int(cfg.bootstrap_samples), block=block,
+                                   confidence=cfg.confidence, seed=cfg.seed)
+    m.update({"mean_window_return_ci_low": low, "mean_window_return_ci_high": high, "bootstrap_block": block})
+
+    bench = windows["benchmark_return"].fillna(0.0).to_numpy()
+    _, bench_equity, bench_dd = equity_curve(bench, cfg.sleeve_factor)
+    m["benchmark_mean_window_return"] = float(bench.mean()) if len(bench) else None
+    m["benchmark_total_return"] = float(bench_equity[-1]) if len(bench) else None
+    m["benchmark_max_drawdown_aggregated"] = float(min(0.0, bench_dd.min())) if len(bench) else None
+
+    ev = ev.assign(outcome_return=ev["return_pct"].where(~ev["void"], 0.0))
+    picks = ev.groupby("decision_ms")["selected"].sum()
+    null = null_baseline(ev, picks, len(windows))
+    m.update(null)
+    m["null_p_value"] = one_sided_p(m.get("mean_window_return"), null["null_mean_window_return"], null["null_std"])
+    m.update(rank_ic(ev))
+
+    costs, break_even = cost_sensitivity(trades, len(windows), cfg.cost_levels_bps, cfg.slippage_bps, cfg.sleeve_factor)
+    m["break_even_fee_bps"] = break_even
+    for row in costs.itertuples(index=False):
+        m[f"mean_window_return_at_{row.cost_bps_per_side:g}bps"] = row.mean_window_return
+    return m, costs

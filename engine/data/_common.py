@@ -1,0 +1,89 @@
+"""Helpers every provider shares: time bounds and the final clean-up before a frame leaves a provider.
+
+Keeping the "drop the open candle, de-duplicate, sort, restrict, validate" step in one place means every
+source obeys exactly the same contract, and a fix here fixes all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from engine.schemas import BASE_MS, CANDLE_COLUMNS, empty_candles, validate_candles
+
+Clock = Callable[[], pd.Timestamp]
+
+
+def utc_now() -> pd.Timestamp:
+    """Wall clock in UTC (the default `now` of every provider)."""
+    return pd.Timestamp.now(tz="UTC")
+
+
+def to_utc(value: pd.Timestamp | str | object) -> pd.Timestamp:
+    """A range bound as a tz-aware UTC Timestamp.
+
+    Naive values are read as UTC (the project stores and reasons in UTC only); aware values are converted.
+    """
+    ts = pd.Timestamp(value)
+    if ts is pd.NaT:
+        raise ValueError(f"invalid time bound {value!r}")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def to_ms(value: pd.Timestamp | str | object) -> int:
+    """A time bound as integer epoch milliseconds (UTC)."""
+    return int(to_utc(value).value // 1_000_000)
+
+
+def ceil_grid(ms: int) -> int:
+    """First 5m grid point at or after `ms`."""
+    return -(-ms // BASE_MS) * BASE_MS
+
+
+def closed_bound_ms(now_ms: int) -> int:
+    """Exclusive upper bound on open times of candles closed at `now` (open + 5m <= now)."""
+    return (now_ms - BASE_MS) // BASE_MS * BASE_MS + BASE_MS
+
+
+def resolve_now(now: pd.Timestamp | None, clock: Clock | None) -> int:
+    """`now` (explicit) > injected clock > wall clock, as epoch ms."""
+    if now is not None:
+        return to_ms(now)
+    return to_ms((clock or utc_now)())
+
+
+def ms_to_timestamps(ms: np.ndarray) -> pd.DatetimeIndex:
+    """Epoch ms -> tz-aware UTC nanosecond timestamps (the schema's dtype)."""
+    ns = np.asarray(ms, dtype=np.int64) * np.int64(1_000_000)
+    return pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
+
+
+def finalize_candles(
+    df: pd.DataFrame,
+    symbol: str,
+    start_ms: int,
+    end_ms: int,
+    now_ms: int,
+    *,
+    coerce: bool = True,
+) -> pd.DataFrame:
+    """Drop still-open candles, restrict to `[start, end)`, de-duplicate (keep last), sort, validate.
+
+    `df["timestamp"]` must already be UTC datetimes. Row order on input is "arrival order", so keeping the
+    last duplicate keeps the freshest copy (a later page corrects an earlier one).
+    """
+    if df.empty:
+        out = empty_candles()
+        for col in df.columns:
+            if col not in out.columns:
+                out[col] = pd.Series([], dtype=df[col].dtype)
+        return out
+    ts_ms = df["timestamp"].to_numpy("datetime64[ms]").astype(np.int64)
+    keep = (ts_ms >= start_ms) & (ts_ms < end_ms) & (ts_ms + BASE_MS <= now_ms)
+    out = df.loc[keep]
+    out = out[~out["timestamp"].duplicated(keep="last")]
+    out = out.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    cols = list(CANDLE_COLUMNS) + [c for c in out.columns if c not in CANDLE_COLUMNS]
+    return validate_candles(out[cols], symbol, coerce=coerce)

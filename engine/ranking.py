@@ -1,0 +1,71 @@
+"""Live ranking: what a strategy would pick at one decision time, and why each symbol passed or failed.
+
+Uses exactly the backtest's evaluation step (`engine.backtest.evaluate`), so a ranking and the backtest
+decision at the same time and data are identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from engine.backtest.config import WalkForwardConfig
+from engine.backtest.evaluate import evaluate, gate_reasons, require_risk_objects
+from engine.backtest.panel import OUTCOME_COLUMNS, build_panel, mark_eligible, prepare_history
+from engine.features import default_warmup_bars, feature_names, get_feature_computers
+from engine.schemas import BASE_MS
+from engine.strategies.base import TradingStrategy
+from engine.timeframes import ms_to_timestamp, to_utc
+
+RANKING_COLUMNS = ["symbol", "decision_time", "eligible", "candidate", "selected", "rank", "score", "weight", "reasons"]
+
+
+def latest_decision_time(candles_by_symbol: Mapping[str, pd.DataFrame], shift_ms: int) -> pd.Timestamp | None:
+    """The last decision time on the shift grid at which the newest candle had closed."""
+    ends = [int(df["timestamp"].iloc[-1].value // 1_000_000) + BASE_MS for df in candles_by_symbol.values() if len(df)]
+    if not ends:
+        return None
+    last_close = max(ends)
+    return ms_to_timestamp(last_close - last_close % shift_ms)
+
+
+def rank_universe(
+    candles_by_symbol: Mapping[str, pd.DataFrame],
+    strategy: TradingStrategy,
+    *,
+    at: object = None,
+    cfg: WalkForwardConfig | None = None,
+) -> pd.DataFrame:
+    """One row per symbol at decision time `at` (default: the latest one the data supports).
+
+    Columns: symbol, decision_time, eligible, candidate, selected, rank (1 = best candidate), score,
+    weight, reasons ('' when every gate passed) and the feature snapshot. Rows are ordered by rank, then
+    score.
+    """
+    cfg = cfg or WalkForwardConfig()
+    computers = get_feature_computers()
+    feats = feature_names(computers)
+    warmup = cfg.warmup_bars or default_warmup_bars(computers)
+    risk, allocator = require_risk_objects(strategy, warmup, cfg.max_positions)
+    histories = {str(s): prepare_history(str(s), df, cfg.timeframe_ms, computers) for s, df in candles_by_symbol.items()}
+    when = latest_decision_time(candles_by_symbol, cfg.shift_ms) if at is None else to_utc(at, "rank_universe(at=)")
+    if when is None:
+        return pd.DataFrame(columns=RANKING_COLUMNS)
+    t_ms = np.array([when.value // 1_000_000], dtype=np.int64)
+    panel = build_panel(histories, t_ms, cfg.window_ms)
+    panel = panel.drop(columns=[c for c in OUTCOME_COLUMNS if c in panel.columns])  # no future at decision time
+    panel["eligible"] = mark_eligible(panel, feats, warmup).to_numpy() if len(panel) else []
+    ev = evaluate(panel, strategy, risk, allocator, feats)
+    ev["reasons"] = gate_reasons(ev, strategy)
+    missing = sorted(set(histories) - set(ev["symbol"].astype(str)))
+    ev["symbol"] = ev["symbol"].astype(str)
+    if missing:
+        filler = pd.DataFrame({"symbol": missing, "decision_time": when, "eligible": False, "candidate": False,
+                               "selected": False, "weight": 0.0, "reasons": "no closed bar before t"})
+        ev = pd.concat([ev, filler], ignore_index=True)
+    ev["decision_time"] = when
+    ev = ev.sort_values(["rank", "score", "symbol"], ascending=[True, False, True], na_position="last")
+    extra = [c for c in ["bars_seen", "close", "entry_price", *feats] if c in ev.columns]
+    return ev[RANKING_COLUMNS + extra].reset_index(drop=True)

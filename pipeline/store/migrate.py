@@ -1,0 +1,93 @@
+"""Run the store's Alembic migrations programmatically (no alembic.ini needed).
+
+`upgrade(engine)` brings a database to the head revision in one transaction; concurrent callers are
+serialised (PostgreSQL advisory lock, SQLite `BEGIN IMMEDIATE`) and a database already at head is left
+untouched. For developers: `python -m pipeline.store.migrate {upgrade,current,check,revision -m MSG}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+from pipeline.store.engine_url import SQLITE_BEGIN_OPTION, make_engine, resolve_url
+from pipeline.store.models import metadata
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_PG_LOCK_KEY = 0x63727934  # "cry4": serialises concurrent migrations on one PostgreSQL database
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic Config built in code, pointing at the packaged migrations."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str | None:
+    """The newest revision shipped with the code."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None for an empty database)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Upgrade the database behind `engine` to `revision`, idempotently, in one transaction."""
+    cfg = alembic_config()
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+
+
+def schema_diff(engine: Engine) -> list:
+    """Differences between the models and the live database (empty when migrations match the models)."""
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        return compare_metadata(ctx, metadata)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Small developer CLI around the programmatic config."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline.store.migrate")
+    parser.add_argument("action", choices=["upgrade", "current", "check", "revision"])
+    parser.add_argument("-m", "--message", default="schema change")
+    parser.add_argument("--url", default=None, help="database URL (default: $CRYPTO4H_DB_URL / SQLite file)")
+    args = parser.parse_args(argv)
+    url = resolve_url(args.url)
+    if args.action == "revision":
+        command.revision(alembic_config(url), message=args.message, autogenerate=True)
+        return
+    engine = make_engine(url)
+    try:
+        if args.action == "upgrade":
+            upgrade(engine)
+        elif args.action == "check":
+            diff = schema_diff(engine)
+            print("\n".join(map(str, diff)) or "models and database agree")
+            if diff:
+                raise SystemExit(1)
+        print(f"{engine.url.render_as_string()}: at {current_revision(engine)} (head {head_revision()})")
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

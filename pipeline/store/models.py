@@ -1,0 +1,188 @@
+"""Table definitions (SQLAlchemy 2 typed ORM models); the schema itself changes only via migrations.
+
+Conventions:
+- Market times (`open_time`, `decision_time`, `entry_time`, `exit_time`) are BIGINT epoch milliseconds
+  (UTC), the same key the engine uses; bookkeeping times (`ingested_at`, `created_at`, ...) are
+  timezone-aware timestamps.
+- Only base 5m candles are stored (a CHECK constraint enforces it); features never are.
+- Per-run performance is stored long: one `strategy_performance` row per (run, metric) with a nullable
+  float value, so strategies can be compared with plain SQL. Nested metric dicts are flattened to dotted
+  names (`ci.low`).
+- JSON columns use the portable `JSON` type (JSONB on PostgreSQL).
+- Child rows (trades, windows, performance, ranking rows) are deleted with their parent (ON DELETE
+  CASCADE).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+BASE_TIMEFRAME = "5m"
+RUN_KINDS = ("scheduled", "adhoc", "request")
+RUN_STATUSES = ("success", "failed")
+
+JSONType = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+Timestamp = sa.DateTime(timezone=True)
+Key = sa.String(128)
+
+
+class Base(DeclarativeBase):
+    """Declarative base; `Base.metadata` is the migrations' target."""
+
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class Candle(Base):
+    """One base (5m) OHLCV candle; the primary key doubles as the range-read index."""
+
+    __tablename__ = "candles"
+    __table_args__ = (
+        sa.CheckConstraint(f"timeframe = '{BASE_TIMEFRAME}'", name="base_timeframe"),
+        {"sqlite_with_rowid": False},
+    )
+
+    exchange: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    symbol: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    timeframe: Mapped[str] = mapped_column(sa.String(8), primary_key=True)
+    open_time: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    open: Mapped[float] = mapped_column(sa.Double)
+    high: Mapped[float] = mapped_column(sa.Double)
+    low: Mapped[float] = mapped_column(sa.Double)
+    close: Mapped[float] = mapped_column(sa.Double)
+    volume: Mapped[float] = mapped_column(sa.Double)
+    source: Mapped[str] = mapped_column(sa.String(64))
+    synthetic: Mapped[bool] = mapped_column(sa.Boolean)
+    ingested_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Strategy(Base):
+    """Strategy registry: what exists, with which parameters, and whether it runs."""
+
+    __tablename__ = "strategies"
+
+    name: Mapped[str] = mapped_column(Key, primary_key=True)
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    parameters: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    active: Mapped[bool] = mapped_column(sa.Boolean)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class BacktestRun(Base):
+    """One walk-forward run, successful or failed, with everything needed to reproduce it."""
+
+    __tablename__ = "backtest_runs"
+    __table_args__ = (
+        sa.CheckConstraint(f"kind IN {RUN_KINDS!r}", name="kind"),
+        sa.CheckConstraint(f"status IN {RUN_STATUSES!r}", name="status"),
+        sa.Index("ix_backtest_runs_strategy_created_at", "strategy", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    strategy: Mapped[str] = mapped_column(Key)
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    universe: Mapped[list[str] | None] = mapped_column(JSONType)
+    data_fingerprint: Mapped[str | None] = mapped_column(sa.Text)
+    code_version: Mapped[str | None] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    request_key: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+
+
+def _run_fk() -> sa.ForeignKey:
+    return sa.ForeignKey("backtest_runs.id", ondelete="CASCADE")
+
+
+class BacktestTrade(Base):
+    """One (possibly void) trade of a run; `seq` keeps the engine's row order."""
+
+    __tablename__ = "backtest_trades"
+
+    run_id: Mapped[int] = mapped_column(_run_fk(), primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    symbol: Mapped[str] = mapped_column(sa.String(64))
+    decision_time: Mapped[int | None] = mapped_column(sa.BigInteger)
+    entry_time: Mapped[int | None] = mapped_column(sa.BigInteger)
+    exit_time: Mapped[int | None] = mapped_column(sa.BigInteger)
+    direction: Mapped[str | None] = mapped_column(sa.String(16))
+    entry_price: Mapped[float | None] = mapped_column(sa.Double)
+    exit_price: Mapped[float | None] = mapped_column(sa.Double)
+    return_pct: Mapped[float | None] = mapped_column(sa.Double)
+    max_drawdown: Mapped[float | None] = mapped_column(sa.Double)
+    weight: Mapped[float | None] = mapped_column(sa.Double)
+    rank: Mapped[int | None] = mapped_column(sa.Integer)
+    score: Mapped[float | None] = mapped_column(sa.Double)
+    void: Mapped[bool] = mapped_column(sa.Boolean)
+    features: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class BacktestWindow(Base):
+    """One decision time of a run: what was selected and the window's portfolio return."""
+
+    __tablename__ = "backtest_windows"
+
+    run_id: Mapped[int] = mapped_column(_run_fk(), primary_key=True, autoincrement=False)
+    decision_time: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    n_selected: Mapped[int] = mapped_column(sa.Integer)
+    selected: Mapped[str] = mapped_column(sa.Text)
+    window_return: Mapped[float | None] = mapped_column(sa.Double)
+
+
+class StrategyPerformance(Base):
+    """Per-run performance rollup, one row per metric (NULL when undefined, e.g. no losses)."""
+
+    __tablename__ = "strategy_performance"
+    __table_args__ = (sa.Index("ix_strategy_performance_strategy_metric", "strategy", "metric"),)
+
+    run_id: Mapped[int] = mapped_column(_run_fk(), primary_key=True, autoincrement=False)
+    metric: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    strategy: Mapped[str] = mapped_column(Key)
+    value: Mapped[float | None] = mapped_column(sa.Double)
+
+
+class RankingSnapshot(Base):
+    """The cross-sectional ranking of one strategy at one decision time."""
+
+    __tablename__ = "ranking_snapshots"
+    __table_args__ = (sa.Index("ix_ranking_snapshots_strategy_decision_time", "strategy", "decision_time"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    strategy: Mapped[str] = mapped_column(Key)
+    decision_time: Mapped[int] = mapped_column(sa.BigInteger)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class RankingRow(Base):
+    """One symbol of a ranking snapshot, with the reasons and the feature values behind it."""
+
+    __tablename__ = "ranking_rows"
+
+    snapshot_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("ranking_snapshots.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    symbol: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.Integer)
+    rank: Mapped[int | None] = mapped_column(sa.Integer)
+    score: Mapped[float | None] = mapped_column(sa.Double)
+    eligible: Mapped[bool] = mapped_column(sa.Boolean)
+    selected: Mapped[bool] = mapped_column(sa.Boolean)
+    reasons: Mapped[str | None] = mapped_column(sa.Text)
+    features: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+metadata = Base.metadata
