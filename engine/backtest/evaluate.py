@@ -65,13 +65,11 @@ def gate_reasons(panel: pd.DataFrame, strategy: TradingStrategy) -> pd.Series:
     labels = {**RISK_GATE_LABELS, **strategy.gate_labels}
     reasons = []
     for _, row in panel.iterrows():
-        why = []
-        if not row.get("has_entry", True):
-            why.append("no entry candle at t-5m")
-        elif not row.get("eligible", True):
-            why.append("not eligible (warm-up or undefined features)")
+        why = [] if row.get("has_entry", True) else ["no entry candle at t-5m"]
         why += [label for col, label in labels.items() if col in row and not bool(row[col])]
+        if not row.get("eligible", True) and row.get("has_entry", True) and row.get("gate_warmup", True):
+            why.append("features not yet defined")
         if row.get("eligible", False) and not np.isfinite(row.get("score", np.nan)):
             why.append("no score")
-        reasons.append("; ".join(dict.fromkeys(why)))
+        reasons.append("; ".join(why))
     return pd.Series(reasons, index=panel.index, dtype=object)
