@@ -30,11 +30,12 @@ DAY_MS = 86_400_000
 SLOTS_PER_DAY = DAY_MS // BASE_MS  # 288
 EPOCH_DAY = 16_801  # 2016-01-01: anchors are chained from here, forwards and backwards
 BLOCK_DAYS = 512
-VOL_LAGS = 96  # daily log-vol is an AR(1)(phi) truncated to VOL_LAGS terms (phi**96 ~ 4e-5)
-VOL_PHI = 0.9
+VOL_LAGS = 128  # daily log-vol is an AR(1)(phi) truncated to VOL_LAGS terms (phi**128 ~ 4e-4)
+VOL_PHI = 0.94
 INTRADAY_PHI = 0.97  # persistence of intraday volatility bursts (per 5m slot)
 MARKET_DAILY_VOL = 0.025
-MARKET_LOGVOL_STD = 0.35
+MARKET_LOGVOL_STD = 0.5
+IDIO_LOGVOL_STD = 0.45
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -223,7 +224,7 @@ class SyntheticProvider(MarketDataProvider):
             return cached
         st = self._stream(symbol)
         h, z = self._daily_shocks(st, block)
-        vol = st.idio_vol * np.exp(0.3 * np.sqrt(1.0 - VOL_PHI**2) * h)
+        vol = st.idio_vol * np.exp(IDIO_LOGVOL_STD * np.sqrt(1.0 - VOL_PHI**2) * h)
         ret = vol * z
         total = st.beta * self._market_block(block).ret + ret  # symbol's daily log return
         anchor = np.empty(BLOCK_DAYS + 1)  # log price at the start of each day, plus the block end
