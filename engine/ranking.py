@@ -13,7 +13,7 @@ import pandas as pd
 
 from engine.backtest.config import WalkForwardConfig
 from engine.backtest.evaluate import evaluate, gate_reasons, require_risk_objects
-from engine.backtest.panel import OUTCOME_COLUMNS, build_panel, mark_eligible, prepare_history
+from engine.backtest.panel import build_panel, prepare_history
 from engine.features import default_warmup_bars, feature_names, get_feature_computers
 from engine.schemas import BASE_MS
 from engine.strategies.base import TradingStrategy
@@ -54,10 +54,9 @@ def rank_universe(
     if when is None:
         return pd.DataFrame(columns=RANKING_COLUMNS)
     t_ms = np.array([when.value // 1_000_000], dtype=np.int64)
-    panel = build_panel(histories, t_ms, cfg.window_ms)
-    panel = panel.drop(columns=[c for c in OUTCOME_COLUMNS if c in panel.columns])  # no future at decision time
-    panel["eligible"] = mark_eligible(panel, feats, warmup).to_numpy() if len(panel) else []
-    ev = evaluate(panel, strategy, risk, allocator, feats)
+    panel, _future = build_panel(histories, t_ms, cfg.window_ms, feature_cols=feats, warmup_bars=warmup,
+                                 eligible_only=False)  # outcomes are discarded: no future at decision time
+    ev = evaluate(panel, strategy, risk, allocator)
     ev["reasons"] = gate_reasons(ev, strategy)
     missing = sorted(set(histories) - set(ev["symbol"].astype(str)))
     ev["symbol"] = ev["symbol"].astype(str)

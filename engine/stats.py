@@ -11,6 +11,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from engine.features.cross_section import group_codes, pct_rank_by_code
+
 
 def block_length(n: int, overlap: int) -> int:
     """At least twice the overlap (window/shift), and n^(1/3) for long series (a standard rate)."""
@@ -36,25 +38,32 @@ def block_bootstrap_ci(
     return float(low), float(high)
 
 
-def null_baseline(eligible: pd.DataFrame, picks_per_time: pd.Series, n_windows: int) -> dict[str, float | None]:
+def null_baseline(
+    times: np.ndarray, outcome: np.ndarray, decision_ms: np.ndarray, picks: np.ndarray
+) -> dict[str, float | None]:
     """Random picks among the eligible symbols, same count per decision time, in closed form.
 
-    For `k` random picks out of `N` eligible returns with mean `mu` and population variance `s2`, the
-    equal-weight window return has mean `mu` and variance `s2/k * (N-k)/(N-1)`; picks are independent
-    across decision times, so the mean over windows is exact without Monte Carlo noise.
+    `times`/`outcome` hold one row per eligible (decision time, symbol) with its net return (void = 0);
+    `picks[k]` is the strategy's number of picks at `decision_ms[k]`. For `k` random picks out of `N`
+    returns with mean `mu` and population variance `s2`, the equal-weight window return has mean `mu`
+    and variance `s2/k * (N-k)/(N-1)`; picks are independent across decision times, so the mean over
+    windows needs no Monte Carlo.
     """
+    n_windows = len(decision_ms)
     if n_windows == 0:
         return {"null_mean_window_return": None, "null_std": None}
-    g = eligible.groupby("decision_ms", sort=False)["outcome_return"]
-    stats = pd.DataFrame({"mu": g.mean(), "s2": g.var(ddof=0), "N": g.size()})
-    k = picks_per_time.reindex(stats.index).fillna(0).to_numpy()
-    N = stats["N"].to_numpy()
-    active = k > 0
+    t_idx = np.searchsorted(decision_ms, times)
+    N = np.bincount(t_idx, minlength=n_windows).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        var_t = np.where(N > 1, stats["s2"].to_numpy() / np.maximum(k, 1) * (N - k) / np.maximum(N - 1, 1), 0.0)
-    mean = float(stats["mu"].to_numpy()[active].sum() / n_windows)
-    std = float(math.sqrt(max(var_t[active].sum(), 0.0)) / n_windows)
-    return {"null_mean_window_return": mean, "null_std": std}
+        mu = np.bincount(t_idx, weights=outcome, minlength=n_windows) / N
+        s2 = np.bincount(t_idx, weights=(outcome - mu[t_idx]) ** 2, minlength=n_windows) / N
+        k = np.asarray(picks, dtype=np.float64)
+        active = (k > 0) & (N > 0)
+        var_t = np.where(active & (N > 1), s2 / np.maximum(k, 1) * (N - k) / np.maximum(N - 1, 1), 0.0)
+    return {
+        "null_mean_window_return": float(mu[active].sum() / n_windows),
+        "null_std": float(np.sqrt(max(var_t[active].sum(), 0.0)) / n_windows),
+    }
 
 
 def one_sided_p(value: float, mean: float, std: float) -> float | None:
@@ -65,26 +74,30 @@ def one_sided_p(value: float, mean: float, std: float) -> float | None:
     return float(0.5 * math.erfc(z / math.sqrt(2)))
 
 
-def rank_ic(eligible: pd.DataFrame) -> dict[str, float | int | None]:
+def rank_ic(times: np.ndarray, score: np.ndarray, forward_return: np.ndarray) -> dict[str, float | int | None]:
     """Spearman correlation of score vs forward return per decision time (>= 3 scored symbols)."""
-    d = eligible.loc[np.isfinite(eligible["score"]) & ~eligible["void"], ["decision_ms", "score", "return_pct"]]
-    if d.empty:
-        return {"rank_ic_mean": None, "rank_ic_count": 0, "rank_ic_positive_share": None}
-    g = d.groupby("decision_ms", sort=False)
-    rs = g["score"].rank(method="average")
-    rr = g["return_pct"].rank(method="average")
-    tmp = pd.DataFrame({"t": d["decision_ms"], "a": rs, "b": rr})
-    tmp["ab"], tmp["aa"], tmp["bb"] = tmp.a * tmp.b, tmp.a * tmp.a, tmp.b * tmp.b
-    s = tmp.groupby("t", sort=False).agg(n=("a", "size"), a=("a", "sum"), b=("b", "sum"),
-                                          ab=("ab", "sum"), aa=("aa", "sum"), bb=("bb", "sum"))
-    s = s[s.n >= 3]
-    cov = s.ab - s.a * s.b / s.n
-    var_a = s.aa - s.a**2 / s.n
-    var_b = s.bb - s.b**2 / s.n
-    ok = (var_a > 0) & (var_b > 0)
-    ic = cov[ok] / np.sqrt(var_a[ok] * var_b[ok])
-    if ic.empty:
-        return {"rank_ic_mean": None, "rank_ic_count": 0, "rank_ic_positive_share": None}
+    ok = np.isfinite(score) & np.isfinite(forward_return)
+    empty = {"rank_ic_mean": None, "rank_ic_count": 0, "rank_ic_positive_share": None}
+    if not ok.any():
+        return empty
+    codes, n_groups = group_codes(times[ok])
+    mask = np.ones(len(codes), dtype=bool)
+    n = np.bincount(codes, minlength=n_groups).astype(np.float64)
+    a = pct_rank_by_code(score[ok], codes, n_groups, mask) * n[codes]
+    b = pct_rank_by_code(forward_return[ok], codes, n_groups, mask) * n[codes]
+
+    def total(w: np.ndarray) -> np.ndarray:
+        return np.bincount(codes, weights=w, minlength=n_groups)
+
+    sa, sb = total(a), total(b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = total(a * b) - sa * sb / n
+        var_a = total(a * a) - sa**2 / n
+        var_b = total(b * b) - sb**2 / n
+        valid = (n >= 3) & (var_a > 1e-12) & (var_b > 1e-12)
+        ic = cov[valid] / np.sqrt(var_a[valid] * var_b[valid])
+    if len(ic) == 0:
+        return empty
     return {"rank_ic_mean": float(ic.mean()), "rank_ic_count": int(len(ic)),
             "rank_ic_positive_share": float((ic > 0).mean())}
 

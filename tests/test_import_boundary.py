@@ -36,7 +36,7 @@ def test_engine_sources_import_no_framework():
 def test_importing_the_engine_loads_no_framework():
     code = (
         "import sys, engine.backtest, engine.features, engine.strategies, engine.ranking, engine.data;"
-        "bad=[m for m in sys.modules if m.split('.')[0] in %r]; print(bad); sys.exit(1 if bad else 0)" % (FORBIDDEN,)
+        f"bad=[m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}]; print(bad); sys.exit(1 if bad else 0)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ENGINE.parent)
     assert proc.returncode == 0, proc.stdout + proc.stderr

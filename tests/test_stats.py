@@ -40,17 +40,19 @@ def test_null_baseline_matches_monte_carlo():
             rows.append({"decision_ms": t, "outcome_return": rng.normal(0.001, 0.02)})
         picks[t] = int(min(n, rng.integers(0, 4)))
     eligible = pd.DataFrame(rows)
-    closed = null_baseline(eligible, pd.Series(picks), n_windows=45)
+    decision_ms = np.arange(45)  # 5 decision times with nobody eligible
+    k = np.array([picks.get(t, 0) for t in decision_ms])
+    closed = null_baseline(eligible["decision_ms"].to_numpy(), eligible["outcome_return"].to_numpy(), decision_ms, k)
     sims = []
     by_t = {t: g["outcome_return"].to_numpy() for t, g in eligible.groupby("decision_ms")}
-    for _ in range(20000):
+    for _ in range(6000):
         total = 0.0
         for t, k in picks.items():
             if k:
                 total += rng.choice(by_t[t], size=k, replace=False).mean()
         sims.append(total / 45)
-    assert closed["null_mean_window_return"] == pytest.approx(np.mean(sims), abs=3 * np.std(sims) / np.sqrt(20000))
-    assert closed["null_std"] == pytest.approx(np.std(sims), rel=0.03)
+    assert closed["null_mean_window_return"] == pytest.approx(np.mean(sims), abs=3 * np.std(sims) / np.sqrt(6000))
+    assert closed["null_std"] == pytest.approx(np.std(sims), rel=0.04)
 
 
 def test_one_sided_p():
@@ -67,13 +69,12 @@ def test_rank_ic_by_hand():
         "return_pct": [0.01, 0.02, 0.05, 0.04, 0.03, 0.02, -0.01, 0.0, 0.1],
         "void": False,
     })
-    ic = rank_ic(ev)
+    ic = rank_ic(ev["decision_ms"].to_numpy(), ev["score"].to_numpy(), ev["return_pct"].to_numpy())
     assert ic["rank_ic_count"] == 2
     assert ic["rank_ic_mean"] == pytest.approx(0.0)
     assert ic["rank_ic_positive_share"] == pytest.approx(0.5)
     # Spearman with a tie: scores (1, 2, 2, 3) vs returns (1, 2, 3, 4) -> ranks (1, 2.5, 2.5, 4)
-    tie = pd.DataFrame({"decision_ms": 0, "score": [1.0, 2.0, 2.0, 3.0], "return_pct": [1.0, 2.0, 3.0, 4.0],
-                        "void": False})
+    tie_ic = rank_ic(np.zeros(4), np.array([1.0, 2.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0, 4.0]))
     a = np.array([1, 2.5, 2.5, 4]) - 2.5
     b = np.array([1, 2, 3, 4]) - 2.5
-    assert rank_ic(tie)["rank_ic_mean"] == pytest.approx((a @ b) / np.sqrt((a @ a) * (b @ b)))
+    assert tie_ic["rank_ic_mean"] == pytest.approx((a @ b) / np.sqrt((a @ a) * (b @ b)))

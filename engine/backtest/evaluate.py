@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from engine.features import add_cross_sectional
 from engine.risk import RISK_GATE_LABELS, Allocator, RiskManager
 from engine.strategies.base import TradingStrategy
 
@@ -31,32 +30,35 @@ def evaluate(
     strategy: TradingStrategy,
     risk: RiskManager,
     allocator: Allocator,
-    feature_cols: list[str],
 ) -> pd.DataFrame:
-    """Add cross-sectional columns, gate columns, `candidate`, `score`, `rank` (1 = best) and `weight`."""
-    panel = add_cross_sectional(panel, feature_cols, by="decision_ms", mask_col="eligible")
+    """Gate columns, `candidate`, `score`, `rank` (1 = best candidate) and `weight` for each panel row."""
     gates = pd.concat([risk.gates(panel), strategy.signal_gates(panel)], axis=1)
     gates = gates.fillna(False).astype(bool)
-    score = strategy.score(panel).astype(np.float64)
-    candidate = panel["eligible"].to_numpy() & gates.all(axis=1).to_numpy() & np.isfinite(score.to_numpy())
-    panel = pd.concat([panel, gates], axis=1)
-    panel["score"] = score.where(panel["eligible"])
-    panel["candidate"] = candidate
-    panel["rank"] = _rank_candidates(panel)
-    panel["weight"] = allocator.allocate_panel(panel["rank"], panel["decision_ms"])
-    panel["selected"] = panel["weight"] > 0
-    return panel
+    eligible = panel["eligible"].to_numpy(dtype=bool)
+    score = np.where(eligible, strategy.score(panel).to_numpy(np.float64), np.nan)
+    candidate = eligible & gates.all(axis=1).to_numpy() & np.isfinite(score)
+    rank = _rank_candidates(panel["decision_ms"].to_numpy(), panel["symbol"].astype(str).to_numpy(), score, candidate)
+    weight = allocator.allocate_panel(pd.Series(rank), pd.Series(panel["decision_ms"].to_numpy())).to_numpy()
+    out = panel.copy(deep=False)  # new columns only: the panel's data is not copied
+    for col in gates.columns:
+        out[col] = gates[col].to_numpy()
+    out["score"], out["candidate"], out["rank"] = score, candidate, rank
+    out["weight"], out["selected"] = weight, weight > 0
+    return out
 
 
-def _rank_candidates(panel: pd.DataFrame) -> pd.Series:
-    """1-based rank by score (desc) within each decision time, ties broken by symbol name."""
-    cand = panel.loc[panel["candidate"], ["decision_ms", "score", "symbol"]]
-    rank = pd.Series(np.nan, index=panel.index)
-    if cand.empty:
+def _rank_candidates(times: np.ndarray, symbols: np.ndarray, score: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """1-based rank by score (desc) within each decision time, ties broken by symbol name; NaN otherwise."""
+    rank = np.full(len(times), np.nan)
+    idx = np.flatnonzero(candidate)
+    if len(idx) == 0:
         return rank
-    order = np.lexsort((cand["symbol"].astype(str).to_numpy(), -cand["score"].to_numpy(), cand["decision_ms"].to_numpy()))
-    ordered = cand.iloc[order]
-    rank.loc[ordered.index] = ordered.groupby("decision_ms", sort=False).cumcount().to_numpy() + 1
+    order = idx[np.lexsort((symbols[idx], -score[idx], times[idx]))]
+    t = times[order]
+    new_group = np.r_[True, t[1:] != t[:-1]]
+    starts = np.flatnonzero(new_group)
+    group_of = np.cumsum(new_group) - 1
+    rank[order] = np.arange(len(order)) - starts[group_of] + 1
     return rank
 
 

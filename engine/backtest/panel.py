@@ -15,13 +15,10 @@ import numpy as np
 import pandas as pd
 
 from engine.bars import aggregate_arrays, closed_bar_count
-from engine.features import compute_feature_arrays
+from engine.features import compute_feature_arrays, cross_sectional_arrays
 from engine.features.base import FeatureComputer
 from engine.schemas import BASE_MS, candles_look_valid, coerce_candles, timestamps_ms, validate_candles
 from engine.timeframes import ms_index
-
-#: columns a strategy must never read: they describe the future
-OUTCOME_COLUMNS = ("exit_price", "exit_ms", "max_drawdown", "n_window_candles", "void", "gross_ratio")
 
 
 @dataclass(frozen=True)
@@ -66,52 +63,53 @@ def prepare_history(
     )
 
 
-def symbol_panel(hist: SymbolHistory, decision_ms: np.ndarray, window_ms: int) -> dict[str, np.ndarray]:
-    """Information set and outcome for one symbol at every decision time where it has a closed bar."""
+def symbol_panel(
+    hist: SymbolHistory, decision_ms: np.ndarray, window_ms: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(information set, outcome) for one symbol at every decision time where it has a closed bar.
+
+    The two are returned apart so that no strategy code ever receives an outcome column.
+    """
     n_closed = closed_bar_count(hist.bar_open_ms, hist.tf_ms, decision_ms)
     keep = n_closed > 0
     t = decision_ms[keep]
     bar_idx = n_closed[keep] - 1
     ts, close = hist.ts, hist.close
+    last_row = max(len(ts) - 1, 0)
 
     # entry: close of the 5m candle stamped t - 5m (the last price known at t)
-    pos = np.searchsorted(ts, t - BASE_MS, side="left")
-    in_range = pos < len(ts)
-    has_entry = in_range & (ts[np.minimum(pos, len(ts) - 1)] == t - BASE_MS)
-    entry_price = np.where(has_entry, close[np.minimum(pos, len(ts) - 1)], np.nan)
+    pos = np.minimum(np.searchsorted(ts, t - BASE_MS, side="left"), last_row)
+    has_entry = ts[pos] == t - BASE_MS if len(ts) else np.zeros(len(t), dtype=bool)
+    entry_price = np.where(has_entry, close[pos], np.nan) if len(ts) else np.full(len(t), np.nan)
 
-    # outcome: candles with open time in [t, t + window)
-    i0 = np.searchsorted(ts, t, side="left")
-    i1 = np.searchsorted(ts, t + window_ms, side="left")
-    n_window = i1 - i0
-    void = n_window == 0
-    last = np.maximum(i1 - 1, 0)
-    exit_price = np.where(void, np.nan, close[last] if len(ts) else np.nan)
-    exit_ms = np.where(void, -1, ts[last] + BASE_MS if len(ts) else -1)
-    min_low = _range_min(hist.low, i0, i1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        max_dd = np.minimum(min_low / entry_price - 1.0, 0.0)
-        gross_ratio = exit_price / entry_price
-
-    out: dict[str, np.ndarray] = {
+    info: dict[str, np.ndarray] = {
         "decision_ms": t,
         "bars_seen": bar_idx + 1,
         "close": hist.bar_close[bar_idx],
         "has_entry": has_entry,
         "entry_price": entry_price,
     }
-    out.update({name: values[bar_idx] for name, values in hist.features.items()})
-    out.update(
-        {
-            "exit_price": exit_price,
-            "exit_ms": exit_ms,
-            "max_drawdown": np.where(void, np.nan, max_dd),
-            "n_window_candles": n_window,
-            "void": void,
-            "gross_ratio": gross_ratio,
-        }
-    )
-    return out
+    info.update({name: values[bar_idx] for name, values in hist.features.items()})
+
+    # outcome: candles with open time in [t, t + window)
+    i0 = np.searchsorted(ts, t, side="left")
+    i1 = np.searchsorted(ts, t + window_ms, side="left")
+    void = i1 == i0
+    last = np.maximum(i1 - 1, 0)
+    exit_price = np.where(void, np.nan, close[last]) if len(ts) else np.full(len(t), np.nan)
+    exit_ms = np.where(void, -1, ts[last] + BASE_MS) if len(ts) else np.full(len(t), -1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        max_dd = np.minimum(_range_min(hist.low, i0, i1) / entry_price - 1.0, 0.0)
+        gross_ratio = exit_price / entry_price
+    outcome = {
+        "exit_price": exit_price,
+        "exit_ms": exit_ms,
+        "max_drawdown": np.where(void, np.nan, max_dd),
+        "n_window_candles": i1 - i0,
+        "void": void,
+        "gross_ratio": gross_ratio,
+    }
+    return info, outcome
 
 
 def _range_min(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -127,27 +125,60 @@ def _range_min(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
 
 
 def build_panel(
-    histories: dict[str, SymbolHistory], decision_ms: np.ndarray, window_ms: int
-) -> pd.DataFrame:
-    """Stack every symbol's panel rows; `symbol` is categorical to keep 100k-row groupbys cheap."""
-    parts = []
-    for symbol, hist in histories.items():
-        cols = symbol_panel(hist, decision_ms, window_ms)
-        frame = pd.DataFrame(cols)
-        frame.insert(1, "symbol", symbol)
-        parts.append(frame)
-    if not parts:
-        return pd.DataFrame(columns=["decision_time", "decision_ms", "symbol"])
-    panel = pd.concat(parts, ignore_index=True)
-    panel["symbol"] = pd.Categorical(panel["symbol"], categories=sorted(histories))
-    panel.insert(0, "decision_time", ms_index(panel["decision_ms"].to_numpy()))
-    return panel
+    histories: dict[str, SymbolHistory],
+    decision_ms: np.ndarray,
+    window_ms: int,
+    *,
+    feature_cols: list[str],
+    warmup_bars: int,
+    eligible_only: bool,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Stack every symbol's rows into the decision panel, with eligibility and cross-sectional columns.
 
-
-def mark_eligible(panel: pd.DataFrame, feature_cols: list[str], warmup_bars: int) -> pd.Series:
-    """A symbol is eligible at `t` when warm, its entry candle exists and every feature is defined."""
-    finite = np.isfinite(panel[feature_cols].to_numpy(np.float64)).all(axis=1)
-    return pd.Series(
-        panel["has_entry"].to_numpy() & (panel["bars_seen"].to_numpy() >= warmup_bars) & finite,
-        index=panel.index,
+    Returns the information panel (what strategies see) and the aligned outcome arrays. Built from
+    concatenated arrays into one DataFrame, because 400k-row frames grown column by column cost seconds.
+    """
+    symbols = sorted(histories)
+    infos, outcomes, codes = [], [], []
+    for code, symbol in enumerate(symbols):
+        info, outcome = symbol_panel(histories[symbol], decision_ms, window_ms)
+        infos.append(info)
+        outcomes.append(outcome)
+        codes.append(np.full(len(info["decision_ms"]), code, dtype=np.int32))
+    info_cols = ["decision_ms", "bars_seen", "close", "has_entry", "entry_price", *feature_cols]
+    if infos:
+        cols = {c: np.concatenate([i[c] for i in infos]) for c in info_cols}
+        outs = {c: np.concatenate([o[c] for o in outcomes]) for c in outcomes[0]}
+        sym_codes = np.concatenate(codes)
+    else:
+        cols = {c: np.array([], dtype=np.float64) for c in info_cols}
+        cols["decision_ms"] = np.array([], dtype=np.int64)
+        outs, sym_codes = {}, np.array([], dtype=np.int32)
+    eligible = eligible_mask(cols, feature_cols, warmup_bars)
+    if eligible_only:
+        cols = {c: v[eligible] for c, v in cols.items()}
+        outs = {c: v[eligible] for c, v in outs.items()}
+        sym_codes, eligible = sym_codes[eligible], eligible[eligible]
+    order = np.lexsort((sym_codes, cols["decision_ms"]))  # time-major, then symbol: stable, readable
+    cols = {c: v[order] for c, v in cols.items()}
+    outs = {c: v[order] for c, v in outs.items()}
+    sym_codes, eligible = sym_codes[order], eligible[order]
+    cross = cross_sectional_arrays({f: cols[f] for f in feature_cols}, cols["decision_ms"], eligible, sym_codes)
+    panel = pd.DataFrame(
+        {
+            "decision_time": ms_index(cols["decision_ms"]),
+            "symbol": pd.Categorical.from_codes(sym_codes, categories=symbols),
+            **cols,
+            "eligible": eligible,
+            **cross,
+        }
     )
+    return panel, outs
+
+
+def eligible_mask(cols: dict[str, np.ndarray], feature_cols: list[str], warmup_bars: int) -> np.ndarray:
+    """A symbol is eligible at `t` when warm, its entry candle exists and every feature is defined."""
+    finite = np.ones(len(cols["decision_ms"]), dtype=bool)
+    for f in feature_cols:
+        finite &= np.isfinite(cols[f])
+    return cols["has_entry"].astype(bool) & (cols["bars_seen"] >= warmup_bars) & finite

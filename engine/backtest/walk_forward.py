@@ -17,7 +17,7 @@ import pandas as pd
 
 from engine.backtest.config import WalkForwardConfig
 from engine.backtest.evaluate import evaluate, require_risk_objects
-from engine.backtest.panel import OUTCOME_COLUMNS, build_panel, mark_eligible, prepare_history
+from engine.backtest.panel import build_panel, prepare_history
 from engine.features import default_warmup_bars, feature_names, get_feature_computers
 from engine.metrics import curve_metrics, equity_curve, symbol_metrics, trade_metrics
 from engine.stats import (
@@ -84,14 +84,13 @@ def run_walk_forward(
     decision_ms = _decision_times(histories, cfg, warmup)
     log.info("walk-forward %s: %d symbols, %d decision times", strategy.name, len(histories), len(decision_ms))
 
-    panel = build_panel(histories, decision_ms, cfg.window_ms)
-    panel = panel.loc[mark_eligible(panel, feature_cols, warmup).to_numpy()].reset_index(drop=True)
-    panel["eligible"] = True
-    info_cols = [c for c in panel.columns if c not in OUTCOME_COLUMNS]
-    evaluated = evaluate(panel[info_cols], strategy, risk, allocator, feature_cols)
-    for col in OUTCOME_COLUMNS:  # outcomes join only after every decision is made
-        evaluated[col] = panel[col].to_numpy()
-    evaluated["return_pct"] = net_return(evaluated["gross_ratio"].to_numpy(), cfg.cost_per_side)
+    panel, outcomes = build_panel(histories, decision_ms, cfg.window_ms, feature_cols=feature_cols,
+                                  warmup_bars=warmup, eligible_only=True)
+    evaluated = evaluate(panel, strategy, risk, allocator)
+    # outcomes join only after every decision is made: strategies never receive them
+    outcomes["return_pct"] = net_return(outcomes["gross_ratio"], cfg.cost_per_side)
+    for col, values in outcomes.items():
+        evaluated[col] = values
 
     trades = _trades(evaluated, feature_cols)
     windows = _windows(evaluated, decision_ms, cfg)
@@ -147,34 +146,54 @@ def _trades(ev: pd.DataFrame, feature_cols: list[str]) -> pd.DataFrame:
 
 
 def _windows(ev: pd.DataFrame, decision_ms: np.ndarray, cfg: WalkForwardConfig) -> pd.DataFrame:
-    idx = pd.Index(decision_ms, name="decision_ms")
-    g = ev.groupby("decision_ms", sort=True)
-    outcome = ev["return_pct"].where(~ev["void"], 0.0)  # a void trade returns its capital untouched
-    sel = ev["selected"]
-    completed = sel & ~ev["void"]
-    parts = pd.DataFrame(
+    n = len(decision_ms)
+    t_idx = np.searchsorted(decision_ms, ev["decision_ms"].to_numpy())
+
+    def per_time(weights: np.ndarray) -> np.ndarray:
+        return np.bincount(t_idx, weights=np.asarray(weights, dtype=np.float64), minlength=n)
+
+    void = ev["void"].to_numpy(dtype=bool)
+    sel = ev["selected"].to_numpy(dtype=bool)
+    weight = ev["weight"].to_numpy()
+    outcome = np.where(void, 0.0, ev["return_pct"].to_numpy())  # a void trade returns its capital untouched
+    n_eligible = per_time(np.ones(len(ev)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        benchmark = np.where(n_eligible > 0, per_time(outcome) / n_eligible, np.nan)
+    names = _selected_names(ev, sel, decision_ms)
+    window_return = per_time(weight * outcome)
+    contribution, equity, drawdown = equity_curve(window_return, cfg.sleeve_factor)
+    out = pd.DataFrame(
         {
-            "n_eligible": g.size(),
-            "n_candidates": g["candidate"].sum(),
-            "n_selected": sel.groupby(ev["decision_ms"]).sum(),
-            "n_trades": completed.groupby(ev["decision_ms"]).sum(),
-            "n_void": (sel & ev["void"]).groupby(ev["decision_ms"]).sum(),
-            "invested_weight": (ev["weight"] * completed).groupby(ev["decision_ms"]).sum(),
-            "window_return": (ev["weight"] * outcome).groupby(ev["decision_ms"]).sum(),
-            "benchmark_return": outcome.groupby(ev["decision_ms"]).mean(),
+            "decision_time": ms_index(decision_ms),
+            "n_eligible": n_eligible.astype(np.int64),
+            "n_candidates": per_time(ev["candidate"].to_numpy()).astype(np.int64),
+            "n_selected": per_time(sel).astype(np.int64),
+            "n_trades": per_time(sel & ~void).astype(np.int64),
+            "n_void": per_time(sel & void).astype(np.int64),
+            "selected": names,
+            "invested_weight": per_time(weight * ~void),
+            "window_return": window_return,
+            "benchmark_return": benchmark,
+            "contribution": contribution,
+            "equity": equity,
+            "drawdown": drawdown,
         }
-    ).reindex(idx)
-    counts = ["n_eligible", "n_candidates", "n_selected", "n_trades", "n_void"]
-    parts[counts] = parts[counts].fillna(0).astype(np.int64)
-    parts[["invested_weight", "window_return"]] = parts[["invested_weight", "window_return"]].fillna(0.0)
-    chosen = ev.loc[sel].sort_values(["decision_ms", "rank"])
-    names = chosen.groupby("decision_ms", sort=True)["symbol"].agg(lambda s: ",".join(map(str, s)))
-    parts["selected"] = names.reindex(idx).fillna("").to_numpy()
-    contribution, equity, drawdown = equity_curve(parts["window_return"].to_numpy(), cfg.sleeve_factor)
-    parts["contribution"], parts["equity"], parts["drawdown"] = contribution, equity, drawdown
-    parts = parts.reset_index()
-    parts.insert(0, "decision_time", ms_index(parts.pop("decision_ms").to_numpy()))
-    return parts[WINDOW_COLUMNS]
+    )
+    return out[WINDOW_COLUMNS]
+
+
+def _selected_names(ev: pd.DataFrame, sel: np.ndarray, decision_ms: np.ndarray) -> np.ndarray:
+    """Comma-joined selected symbols per decision time, in rank order."""
+    times = ev["decision_ms"].to_numpy()[sel]
+    ranks = ev["rank"].to_numpy()[sel]
+    symbols = ev["symbol"].astype(str).to_numpy()[sel]
+    order = np.lexsort((ranks, times))
+    times, symbols = times[order], symbols[order]
+    cuts = np.flatnonzero(np.r_[True, times[1:] != times[:-1]]) if len(times) else np.array([], dtype=int)
+    names = np.full(len(decision_ms), "", dtype=object)
+    for start, end in zip(cuts, np.r_[cuts[1:], len(times)], strict=True):
+        names[np.searchsorted(decision_ms, times[start])] = ",".join(symbols[start:end])
+    return names
 
 
 def _metrics(trades, windows, ev, cfg: WalkForwardConfig, strategy: TradingStrategy):
@@ -197,12 +216,14 @@ def _metrics(trades, windows, ev, cfg: WalkForwardConfig, strategy: TradingStrat
     m["benchmark_total_return"] = float(bench_equity[-1]) if len(bench) else None
     m["benchmark_max_drawdown_aggregated"] = float(min(0.0, bench_dd.min())) if len(bench) else None
 
-    ev = ev.assign(outcome_return=ev["return_pct"].where(~ev["void"], 0.0))
-    picks = ev.groupby("decision_ms")["selected"].sum()
-    null = null_baseline(ev, picks, len(windows))
+    times = ev["decision_ms"].to_numpy()
+    void = ev["void"].to_numpy(dtype=bool)
+    outcome = np.where(void, 0.0, ev["return_pct"].to_numpy())
+    decision_ms = windows["decision_time"].to_numpy("datetime64[ms]").astype(np.int64)
+    null = null_baseline(times, outcome, decision_ms, windows["n_selected"].to_numpy())
     m.update(null)
     m["null_p_value"] = one_sided_p(m.get("mean_window_return"), null["null_mean_window_return"], null["null_std"])
-    m.update(rank_ic(ev))
+    m.update(rank_ic(times, ev["score"].to_numpy(), np.where(void, np.nan, ev["return_pct"].to_numpy())))
 
     costs, break_even = cost_sensitivity(trades, len(windows), cfg.cost_levels_bps, cfg.slippage_bps, cfg.sleeve_factor)
     m["break_even_fee_bps"] = break_even

@@ -153,14 +153,11 @@ class CcxtProvider(MarketDataProvider):
                 )
                 return list(page or [])
             except ccxt.BadSymbol as exc:
-                raise BadSymbolError(
-                    f"{self._exchange_id} does not know symbol {symbol!r}: {exc}"
-                ) from exc
+                raise BadSymbolError(f"{self._exchange_id} does not know symbol {symbol!r}: {exc}") from exc
             except ccxt.OperationFailed as exc:  # NetworkError, DDoSProtection, RateLimitExceeded, ...
                 if attempt >= self.max_retries:
                     raise ProviderError(
-                        f"{where}: giving up after {attempt + 1} attempts "
-                        f"({type(exc).__name__}: {exc})"
+                        f"{where}: giving up after {attempt + 1} attempts ({type(exc).__name__}: {exc})"
                     ) from exc
                 self._sleep(min(self.backoff_base * 2**attempt, self.max_backoff))
                 attempt += 1

@@ -36,12 +36,12 @@ _SYMBOL_WORDS = ("symbol", "market", "pair")
 
 
 def nobitex_symbol(symbol: str) -> str:
-    """"BTC/IRT", "btc-irt", "BTC_IRT" -> "BTCIRT" (Nobitex's market id)."""
+    """ "BTC/IRT", "btc-irt", "BTC_IRT" -> "BTCIRT" (Nobitex's market id)."""
     return symbol.replace("/", "").replace("_", "").replace("-", "").upper()
 
 
 def unified_symbol(market: str) -> str:
-    """"BTCIRT" -> "BTC/IRT", "ETHUSDT" -> "ETH/USDT" (quote currencies Nobitex lists)."""
+    """ "BTCIRT" -> "BTC/IRT", "ETHUSDT" -> "ETH/USDT" (quote currencies Nobitex lists)."""
     market = nobitex_symbol(market)
     for quote in ("IRT", "USDT"):
         if market.endswith(quote) and len(market) > len(quote):

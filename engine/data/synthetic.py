@@ -19,6 +19,7 @@ Why it is built this way
 from __future__ import annotations
 
 import hashlib
+
 import numpy as np
 import pandas as pd
 
@@ -106,8 +107,8 @@ class _Streams:
     """Per-name stream keys and constant parameters (beta, base price, ...)."""
 
     def __init__(self, seed: int, name: str) -> None:
-        k = {s: _key(seed, name, s) for s in ("da", "db", "za", "zb", "ha", "hb", "va", "vb", "gap",
-                                               "out_p", "out_s", "out_l", "params")}
+        names = ["da", "db", "za", "zb", "ha", "hb", "va", "vb", "gap", "out_p", "out_s", "out_l", "params"]
+        k = {s: _key(seed, name, s) for s in names}
         self.keys = k
         u = _uniform(k["params"], np.arange(4))
         self.beta = 0.6 + 0.8 * u[0]

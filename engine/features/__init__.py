@@ -11,7 +11,12 @@ import pandas as pd
 
 from engine.bars import Bars, aggregate_candles
 from engine.features.base import FeatureComputer
-from engine.features.cross_section import add_cross_sectional, group_pct_rank, group_zscore
+from engine.features.cross_section import (
+    add_cross_sectional,
+    cross_sectional_arrays,
+    group_pct_rank,
+    group_zscore,
+)
 from engine.features.registry import (
     default_warmup_bars,
     feature_names,
@@ -28,6 +33,7 @@ __all__ = [
     "FeatureComputer",
     "add_cross_sectional",
     "compute_feature_arrays",
+    "cross_sectional_arrays",
     "compute_features",
     "default_warmup_bars",
     "feature_names",

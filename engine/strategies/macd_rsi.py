@@ -43,7 +43,7 @@ class MacdRsiConfluence(TradingStrategy):
         )
 
     def score(self, panel: pd.DataFrame) -> pd.Series:
-        groups, mask = panel["decision_time"], panel["eligible"]
+        groups, mask = panel["decision_ms"], panel["eligible"]
         # MACD is in price units: divide by close so symbols with different price levels compare fairly
         macd_slope_rel = panel["macd_hist_slope"] / panel["close"]
         return (

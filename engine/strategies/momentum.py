@@ -26,6 +26,6 @@ class MomentumRank(TradingStrategy):
         return pd.DataFrame({"gate_positive_trend": positive}, index=panel.index)
 
     def score(self, panel: pd.DataFrame) -> pd.Series:
-        groups, mask = panel["decision_time"], panel["eligible"]
+        groups, mask = panel["decision_ms"], panel["eligible"]
         macd_rel = group_zscore(panel["macd_hist"] / panel["close"], groups, mask)
         return 0.5 * panel["trend_slope_z"] + 0.3 * panel["ema_dist_z"] + 0.2 * macd_rel

@@ -1,0 +1,135 @@
+"""Universe file validation and the partition key helpers."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+import yaml
+from pipeline_helpers import write_universe
+
+from pipeline.partitions import (
+    build_partitions_def,
+    contiguous_runs,
+    group_by_symbol,
+    keys_from_tags,
+    parse_partition_key,
+    partition_key,
+    range_tags,
+)
+from pipeline.universe import (
+    DEFAULT_UNIVERSE_PATH,
+    REPO_ROOT,
+    UniverseConfigError,
+    key_to_symbol,
+    load_universe,
+    symbol_to_key,
+    universe_from_dict,
+)
+
+BASE = {"exchange": "x", "provider": {"kind": "synthetic"}, "symbols": ["ETH/BTC"], "start": "2024-01-01"}
+
+
+def test_default_universe_is_the_bundled_real_sample() -> None:
+    from engine.data.sample import SAMPLE_DIR, sample_symbols
+
+    uni = load_universe(DEFAULT_UNIVERSE_PATH)
+    assert uni.exchange == "binance" and uni.provider_kind == "files"
+    assert Path(uni.provider_options["root"]) == SAMPLE_DIR
+    assert sorted(uni.symbols) == sorted(sample_symbols())
+    assert uni.start == date(2018, 1, 10) and uni.is_historical
+    assert uni.last_date == date(2018, 1, 30)
+
+
+def test_synthetic_universe_has_twenty_live_symbols() -> None:
+    uni = load_universe(REPO_ROOT / "config" / "universe.synthetic.yaml")
+    assert len(uni.symbols) == 20 and uni.provider_kind == "synthetic" and not uni.is_historical
+
+
+def test_env_var_selects_the_universe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_universe(tmp_path / "u.yaml")
+    monkeypatch.setenv("CRYPTO4H_UNIVERSE", str(path))
+    assert load_universe().name == "test-small"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"provider": {"kind": "kraken-magic"}}, "unknown provider kind 'kraken-magic'"),
+        ({"symbols": []}, "'symbols' must be a non-empty list"),
+        ({"symbols": ["ETHBTC"]}, "exactly one '/'"),
+        ({"symbols": ["ETH/BTC/X"]}, "exactly one '/'"),
+        ({"symbols": ["ETH-X/BTC"]}, "'-' is reserved"),
+        ({"symbols": ["eth/btc"]}, "upper-case"),
+        ({"symbols": ["ETH/BTC", "ETH/BTC"]}, "duplicate symbols"),
+        ({"start": "yesterday"}, "not an ISO date"),
+        ({"end": "2023-01-01"}, "before start"),
+        ({"exchange": ""}, "'exchange' is required"),
+        ({"colour": "blue"}, "unknown keys ['colour']"),
+        ({"checks": {"max_gap": 3}}, "'checks' accepts only"),
+    ],
+)
+def test_invalid_universe_fails_with_a_clear_message(change: dict, message: str) -> None:
+    with pytest.raises(UniverseConfigError, match="universe config") as err:
+        universe_from_dict({**BASE, **change})
+    assert message in str(err.value)
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(UniverseConfigError, match="not found"):
+        load_universe(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("symbols: [unclosed")
+    with pytest.raises(UniverseConfigError, match="invalid YAML"):
+        load_universe(bad)
+
+
+@pytest.mark.parametrize("symbol", ["ETH/BTC", "1000SHIB/USDT", "BTC/USDT", "A_B/C.D"])
+def test_symbol_key_round_trip(symbol: str) -> None:
+    key = symbol_to_key(symbol)
+    assert "/" not in key and key_to_symbol(key) == symbol
+
+
+def test_partition_keys_and_ranges(tmp_path: Path) -> None:
+    uni = load_universe(write_universe(tmp_path / "u.yaml"))
+    pdef = build_partitions_def(uni)
+    assert isinstance(pdef, dg.MultiPartitionsDefinition)
+    key = partition_key(date(2024, 3, 2), "BBB/USDT")
+    assert str(key) == "2024-03-02|BBB-USDT"
+    assert parse_partition_key(key) == (date(2024, 3, 2), "BBB/USDT")
+    assert parse_partition_key("2024-03-02|BBB-USDT") == (date(2024, 3, 2), "BBB/USDT")
+    keys = pdef.get_partition_keys()
+    assert len(keys) == 14 * 3  # historical universe: stops at its last day
+    assert max(parse_partition_key(k)[0] for k in keys) == date(2024, 3, 14)
+
+    tags = range_tags(uni, date(2024, 3, 3), date(2024, 3, 5))
+    in_range = keys_from_tags(pdef, tags)
+    assert len(in_range) == 3 * 3
+    assert group_by_symbol(in_range) == {s: [date(2024, 3, d) for d in (3, 4, 5)] for s in uni.symbols}
+    assert keys_from_tags(pdef, {"dagster/partition": "2024-03-02|AAA-USDT"}) == [partition_key(date(2024, 3, 2), "AAA/USDT")]
+    assert keys_from_tags(pdef, {}) == []
+
+
+def test_live_universe_partitions_include_today(tmp_path: Path) -> None:
+    today = pd.Timestamp.now(tz="UTC").date()
+    uni = load_universe(write_universe(tmp_path / "u.yaml", start=str(today - timedelta(days=2)), end=None))
+    dates = {parse_partition_key(k)[0] for k in build_partitions_def(uni).get_partition_keys()}
+    assert today in dates and len(dates) == 3
+
+
+def test_contiguous_runs() -> None:
+    d = [date(2024, 1, i) for i in (5, 1, 2, 3, 7, 8)]
+    assert contiguous_runs(d) == [
+        (date(2024, 1, 1), date(2024, 1, 3)),
+        (date(2024, 1, 5), date(2024, 1, 5)),
+        (date(2024, 1, 7), date(2024, 1, 8)),
+    ]
+
+
+def test_shipped_universe_files_parse() -> None:
+    for path in (REPO_ROOT / "config").glob("universe*.yaml"):
+        assert yaml.safe_load(path.read_text())["symbols"]
+        load_universe(path)
