@@ -97,6 +97,8 @@ def coerce_candles(df: pd.DataFrame, symbol: str | None = None) -> pd.DataFrame:
     """
     if not isinstance(df, pd.DataFrame):
         raise CandleValidationError(symbol, f"expected a pandas DataFrame, got {type(df).__name__}")
+    if "timestamp" not in df.columns and isinstance(df.index, pd.DatetimeIndex):
+        df = df.rename_axis("timestamp").reset_index()  # a time-indexed frame is a common notebook shape
     missing = [c for c in CANDLE_COLUMNS if c not in df.columns]
     if missing:
         raise CandleValidationError(symbol, f"missing columns {missing} (need {list(CANDLE_COLUMNS)})")

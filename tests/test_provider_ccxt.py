@@ -44,7 +44,9 @@ class FakeBinance(ccxt.binance):
 
     def fetch_ohlcv(self, symbol, timeframe="1m", since=None, limit=None, params=None):
         params = params or {}
-        self.calls.append({"symbol": symbol, "timeframe": timeframe, "since": since, "limit": limit, **params})
+        self.calls.append(
+            {"symbol": symbol, "timeframe": timeframe, "since": since, "limit": limit, **params}
+        )
         if self.errors:
             err = self.errors.pop(0)
             if err is not None:
@@ -300,7 +302,13 @@ def test_http_level_fake_checks_the_request_ccxt_sends():
     assert "symbol=ETHBTC" in url and "interval=5m" in url and "limit=1000" in url
     assert f"startTime={T0}" in url and f"endTime={T0 + 2 * STEP - 1}" in url
     assert len(df) == 1
-    assert df.loc[0, ["open", "high", "low", "close", "volume"]].tolist() == [0.0984, 0.0995, 0.0982, 0.0994, 1820.5]
+    assert df.loc[0, ["open", "high", "low", "close", "volume"]].tolist() == [
+        0.0984,
+        0.0995,
+        0.0982,
+        0.0994,
+        1820.5,
+    ]
 
 
 def test_http_level_fake_unknown_market_is_a_bad_symbol():

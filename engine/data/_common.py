@@ -34,7 +34,7 @@ def to_utc(value: pd.Timestamp | str | object) -> pd.Timestamp:
 
 def to_ms(value: pd.Timestamp | str | object) -> int:
     """A time bound as integer epoch milliseconds (UTC)."""
-    return int(to_utc(value).value // 1_000_000)
+    return int(to_utc(value).as_unit("ms").asm8.view("i8"))
 
 
 def ceil_grid(ms: int) -> int:

@@ -133,7 +133,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
             low_memory=False,
         )
     except (pd.errors.ParserError, ValueError, OSError, UnicodeDecodeError, EOFError) as exc:
-        raise ProviderError(f"{path}: cannot parse as CSV ({exc})") from exc
+        raise ProviderError(f"{path}: cannot parse as CSV ({str(exc).strip()})") from exc
     first_data_line = 1 if headerless else 2
     if headerless:
         if raw.shape[1] < 6:
