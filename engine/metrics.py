@@ -40,7 +40,9 @@ def equity_curve(window_returns: np.ndarray, sleeve_factor: float) -> tuple[np.n
     return contribution, equity, equity - peak
 
 
-def curve_metrics(windows: pd.DataFrame, shift_hours: float, sleeve_factor: float) -> dict[str, float | int | None]:
+def curve_metrics(
+    windows: pd.DataFrame, shift_hours: float, sleeve_factor: float, time_in_market: float = 1.0
+) -> dict[str, float | int | None]:
     """Metrics over the per-decision-time portfolio (coverage, exposure, turnover, aggregated drawdown)."""
     n = len(windows)
     if n == 0:
@@ -56,8 +58,9 @@ def curve_metrics(windows: pd.DataFrame, shift_hours: float, sleeve_factor: floa
         "mean_window_return": float(windows["window_return"].mean()),
         "total_return": float(windows["equity"].iloc[-1]),
         "max_drawdown_aggregated": float(min(0.0, windows["drawdown"].min())),
-        # share of capital in the market, averaged over time (each sleeve holds `invested` of its capital)
-        "exposure": float(invested.mean()),
+        # share of capital in the market, averaged over time (each sleeve holds `invested` of its capital;
+        # when shift > window the capital also sits idle between windows)
+        "exposure": float(invested.mean() * time_in_market),
         # capital bought + sold per day, as a multiple of total capital
         "turnover": float((2.0 * invested * sleeve_factor).mean() * windows_per_day),
     }

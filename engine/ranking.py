@@ -13,7 +13,7 @@ import pandas as pd
 
 from engine.backtest.config import WalkForwardConfig
 from engine.backtest.evaluate import evaluate, gate_reasons, require_risk_objects
-from engine.backtest.panel import build_panel, prepare_history
+from engine.backtest.panel import SymbolHistory, build_panel, prepare_history
 from engine.features import default_warmup_bars, feature_names, get_feature_computers
 from engine.schemas import BASE_MS
 from engine.strategies.base import TradingStrategy
@@ -22,9 +22,9 @@ from engine.timeframes import ms_to_timestamp, to_utc
 RANKING_COLUMNS = ["symbol", "decision_time", "eligible", "candidate", "selected", "rank", "score", "weight", "reasons"]
 
 
-def latest_decision_time(candles_by_symbol: Mapping[str, pd.DataFrame], shift_ms: int) -> pd.Timestamp | None:
+def latest_decision_time(histories: Mapping[str, SymbolHistory], shift_ms: int) -> pd.Timestamp | None:
     """The last decision time on the shift grid at which the newest candle had closed."""
-    ends = [int(df["timestamp"].iloc[-1].value // 1_000_000) + BASE_MS for df in candles_by_symbol.values() if len(df)]
+    ends = [int(h.ts[-1]) + BASE_MS for h in histories.values() if len(h.ts)]
     if not ends:
         return None
     last_close = max(ends)
@@ -50,7 +50,7 @@ def rank_universe(
     warmup = cfg.warmup_bars or default_warmup_bars(computers)
     risk, allocator = require_risk_objects(strategy, warmup, cfg.max_positions)
     histories = {str(s): prepare_history(str(s), df, cfg.timeframe_ms, computers) for s, df in candles_by_symbol.items()}
-    when = latest_decision_time(candles_by_symbol, cfg.shift_ms) if at is None else to_utc(at, "rank_universe(at=)")
+    when = latest_decision_time(histories, cfg.shift_ms) if at is None else to_utc(at, "rank_universe(at=)")
     if when is None:
         return pd.DataFrame(columns=RANKING_COLUMNS)
     t_ms = np.array([when.value // 1_000_000], dtype=np.int64)

@@ -51,7 +51,9 @@ class RiskManager:
             {
                 "gate_warmup": panel["bars_seen"].to_numpy() >= self.warmup_bars,
                 "gate_atr": (panel["atr_pct"] <= self.max_atr_pct).to_numpy(),
-                "gate_liquidity": (panel["quote_volume_24h"] >= self.min_quote_volume_24h).to_numpy(),
+                # a symbol that did not trade at all in 24h is never liquid, whatever the minimum
+                "gate_liquidity": ((panel["quote_volume_24h"] >= self.min_quote_volume_24h)
+                                   & (panel["quote_volume_24h"] > 0)).to_numpy(),
             },
             index=panel.index,
         )

@@ -51,10 +51,12 @@ CANDLE_SCHEMA = pa.DataFrameSchema(
             nullable=False,
         ),
         **{
-            c: pa.Column(float, checks=pa.Check.gt(0, name=f"{c} > 0"), nullable=False)
+            c: pa.Column(float, checks=[pa.Check.gt(0, name=f"{c} > 0"),
+                                        pa.Check(np.isfinite, name=f"{c} is finite")], nullable=False)
             for c in PRICE_COLUMNS
         },
-        "volume": pa.Column(float, checks=pa.Check.ge(0, name="volume >= 0"), nullable=False),
+        "volume": pa.Column(float, checks=[pa.Check.ge(0, name="volume >= 0"),
+                                           pa.Check(np.isfinite, name="volume is finite")], nullable=False),
     },
     checks=[
         pa.Check(
@@ -92,7 +94,7 @@ def _offending_rows(df: pd.DataFrame, rule: str, err: SchemaError) -> pd.DataFra
 def coerce_candles(df: pd.DataFrame, symbol: str | None = None) -> pd.DataFrame:
     """Bring a user frame to the contract's dtypes (float prices, UTC timestamps) without reordering.
 
-    Integer timestamps are read as epoch milliseconds. Naive datetimes are rejected: guessing a time zone
+    Integer timestamps are epoch seconds, ms, us or ns, told apart by magnitude (`epoch_unit`). Naive datetimes are rejected: guessing a time zone
     is how look-ahead bugs are born.
     """
     if not isinstance(df, pd.DataFrame):
@@ -103,10 +105,15 @@ def coerce_candles(df: pd.DataFrame, symbol: str | None = None) -> pd.DataFrame:
     if missing:
         raise CandleValidationError(symbol, f"missing columns {missing} (need {list(CANDLE_COLUMNS)})")
     out = df  # copy lazily: backtests pass millions of rows that usually need no change
+    if not out.index.is_unique:
+        out = out.reset_index(drop=True)  # error messages point at rows by label
     ts = out["timestamp"]
-    if pd.api.types.is_integer_dtype(ts):
+    if len(out) == 0 and not isinstance(ts.dtype, pd.DatetimeTZDtype):
         out = out.copy()
-        out["timestamp"] = pd.to_datetime(ts, unit="ms", utc=True)
+        out["timestamp"] = pd.Series([], dtype="datetime64[ns, UTC]", index=out.index)
+    elif pd.api.types.is_integer_dtype(ts):
+        out = out.copy()
+        out["timestamp"] = pd.to_datetime(ts, unit=epoch_unit(ts.to_numpy()), utc=True)
     elif isinstance(ts.dtype, pd.DatetimeTZDtype):
         if str(ts.dt.tz) != "UTC":
             out = out.copy()
@@ -115,6 +122,9 @@ def coerce_candles(df: pd.DataFrame, symbol: str | None = None) -> pd.DataFrame:
         raise CandleValidationError(
             symbol, "timestamp is tz-aware UTC (got naive datetimes; localize them with tz_localize('UTC'))"
         )
+    elif getattr(ts.dtype, "pyarrow_dtype", None) is not None and getattr(ts.dtype.pyarrow_dtype, "tz", None):
+        out = out.copy()  # e.g. parquet read with the pyarrow backend: timestamp[ms, tz=UTC]
+        out["timestamp"] = pd.to_datetime(ts, utc=True).astype("datetime64[ns, UTC]")
     for c in OHLCV_COLUMNS:
         if not pd.api.types.is_float_dtype(out[c]) or out[c].dtype != np.float64:
             try:
@@ -125,6 +135,18 @@ def coerce_candles(df: pd.DataFrame, symbol: str | None = None) -> pd.DataFrame:
                 out = out.copy()
             out[c] = converted
     return out
+
+
+def epoch_unit(values: np.ndarray) -> str:
+    """Unit of integer epoch times by magnitude: any date between 1973 and 2286 is unambiguous."""
+    if len(values) == 0:
+        return "ms"
+    top = float(np.abs(values).max())
+    if top < 1e11:
+        return "s"
+    if top < 1e14:
+        return "ms"
+    return "us" if top < 1e17 else "ns"
 
 
 def validate_candles(df: pd.DataFrame, symbol: str | None = None, *, coerce: bool = True) -> pd.DataFrame:
@@ -176,6 +198,7 @@ def candles_look_valid(df: pd.DataFrame) -> bool:
             and not (ts % BASE_MS).any()
             and (o > 0).all() and (h > 0).all() and (low > 0).all() and (c > 0).all()
             and (v >= 0).all()
+            and np.isfinite(h).all() and np.isfinite(c).all() and np.isfinite(o).all() and np.isfinite(v).all()
             and (h >= np.maximum(o, c)).all()
             and (low <= np.minimum(o, c)).all()
             and not df["timestamp"].isna().any()

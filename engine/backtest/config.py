@@ -86,6 +86,11 @@ class WalkForwardConfig:
         """Share of capital per window: `shift/window` overlapping sleeves (1 when windows don't overlap)."""
         return min(1.0, self.shift_ms / self.window_ms)
 
+    @property
+    def time_in_market(self) -> float:
+        """Share of time a sleeve's window is open: 1 unless shift > window (gaps between windows)."""
+        return min(1.0, self.window_ms / self.shift_ms)
+
     def decision_times(self, data_start_ms: int, data_end_ms: int) -> np.ndarray:
         """Decision times (int64 epoch ms) for the given data bounds (used where start/end are None)."""
         start = int(self.start.value // 1_000_000) if self.start is not None else data_start_ms

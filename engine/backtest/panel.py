@@ -9,6 +9,7 @@ recomputed per window.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,8 @@ from engine.features import compute_feature_arrays, cross_sectional_arrays
 from engine.features.base import FeatureComputer
 from engine.schemas import BASE_MS, candles_look_valid, coerce_candles, timestamps_ms, validate_candles
 from engine.timeframes import ms_index
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,9 @@ def prepare_history(
     if not candles_look_valid(candles):
         validate_candles(candles, symbol, coerce=False)  # raises with the rule and the offending rows
     ts = timestamps_ms(candles)
+    if len(ts) > 10 and np.median(np.diff(ts)) > BASE_MS:
+        log.warning("%s: median candle spacing is %d min; the engine expects 5m candles", symbol,
+                    int(np.median(np.diff(ts)) // 60_000))
     o, h, low, c, v = (candles[k].to_numpy(np.float64) for k in ("open", "high", "low", "close", "volume"))
     bars = aggregate_arrays(ts, o, h, low, c, v, tf_ms)
     return SymbolHistory(

@@ -189,8 +189,10 @@ def _selected_names(ev: pd.DataFrame, sel: np.ndarray, decision_ms: np.ndarray) 
     symbols = ev["symbol"].astype(str).to_numpy()[sel]
     order = np.lexsort((ranks, times))
     times, symbols = times[order], symbols[order]
-    cuts = np.flatnonzero(np.r_[True, times[1:] != times[:-1]]) if len(times) else np.array([], dtype=int)
+    cuts = np.flatnonzero(np.r_[True, times[1:] != times[:-1]])
     names = np.full(len(decision_ms), "", dtype=object)
+    if len(times) == 0:
+        return names
     for start, end in zip(cuts, np.r_[cuts[1:], len(times)], strict=True):
         names[np.searchsorted(decision_ms, times[start])] = ",".join(symbols[start:end])
     return names
@@ -201,7 +203,7 @@ def _metrics(trades, windows, ev, cfg: WalkForwardConfig, strategy: TradingStrat
     m: dict[str, Any] = {"strategy": strategy.name, "decision_times": len(windows)}
     m.update(trade_metrics(done["return_pct"].to_numpy(), done["max_drawdown"].to_numpy()))
     m["void_trades"] = int(trades["void"].sum())
-    m.update(curve_metrics(windows, cfg.shift_hours, cfg.sleeve_factor))
+    m.update(curve_metrics(windows, cfg.shift_hours, cfg.sleeve_factor, cfg.time_in_market))
 
     wr = windows["window_return"].to_numpy()
     overlap = int(np.ceil(cfg.window_ms / cfg.shift_ms))
@@ -212,9 +214,10 @@ def _metrics(trades, windows, ev, cfg: WalkForwardConfig, strategy: TradingStrat
 
     bench = windows["benchmark_return"].fillna(0.0).to_numpy()
     _, bench_equity, bench_dd = equity_curve(bench, cfg.sleeve_factor)
-    m["benchmark_mean_window_return"] = float(bench.mean()) if len(bench) else None
-    m["benchmark_total_return"] = float(bench_equity[-1]) if len(bench) else None
-    m["benchmark_max_drawdown_aggregated"] = float(min(0.0, bench_dd.min())) if len(bench) else None
+    any_eligible = bool((windows["n_eligible"] > 0).any())
+    m["benchmark_mean_window_return"] = float(bench.mean()) if any_eligible else None
+    m["benchmark_total_return"] = float(bench_equity[-1]) if any_eligible else None
+    m["benchmark_max_drawdown_aggregated"] = float(min(0.0, bench_dd.min())) if any_eligible else None
 
     times = ev["decision_ms"].to_numpy()
     void = ev["void"].to_numpy(dtype=bool)

@@ -9,6 +9,9 @@ from engine.bars import Bars
 from engine.features.base import FeatureComputer
 from engine.timeframes import DAY_MS
 
+#: relative size below which a TA-Lib running-sum result is rounding residue
+_ROUNDING = 1e-9
+
 
 class Momentum(FeatureComputer):
     """RSI(14) Wilder-smoothed and the MACD(12, 26, 9) histogram with its first difference."""
@@ -60,12 +63,15 @@ class Liquidity(FeatureComputer):
 
     def compute(self, bars: Bars) -> dict[str, np.ndarray]:
         volume = bars.volume
+        sma5 = talib.SMA(volume, timeperiod=5)
         sma20 = talib.SMA(volume, timeperiod=20)
         std20 = talib.STDDEV(volume, timeperiod=20, nbdev=1.0)  # population std, as TA-Lib defines it
+        # TA-Lib's running sums leave ~1e-16 residues after a zero-volume stretch; anything below this
+        # causal scale is zero, so flat or empty volume gives z = 0 and an undefined trend, not noise
+        tiny = _ROUNDING * np.maximum.accumulate(volume)
         with np.errstate(divide="ignore", invalid="ignore"):
-            # a flat volume history has no dispersion: its z-score is 0, not infinity
-            volume_z = np.where(std20 > 0, (volume - sma20) / std20, np.where(np.isnan(std20), np.nan, 0.0))
-            volume_trend = talib.SMA(volume, timeperiod=5) / sma20 - 1.0
+            volume_z = np.where(std20 > tiny, (volume - sma20) / std20, np.where(np.isnan(std20), np.nan, 0.0))
+            volume_trend = np.where(sma20 > tiny, np.where(sma5 > tiny, sma5, 0.0) / sma20 - 1.0, np.nan)
         return {
             "volume_z": volume_z,
             "volume_trend": volume_trend,

@@ -1,0 +1,103 @@
+"""Edge cases found by an independent review: empty selections, odd inputs, non-finite prices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.backtest import WalkForwardConfig, run_walk_forward
+from engine.ranking import rank_universe
+from engine.schemas import CandleValidationError
+from engine.strategies import get_strategy
+from tests.engine_helpers import load_candles, load_universe
+
+OHLCV = ["timestamp", "open", "high", "low", "close", "volume"]
+
+
+@pytest.mark.parametrize(
+    ("strategy", "params", "cfg"),
+    [
+        # gates that nothing passes: decision times exist, no symbol is ever selected
+        ("macd_rsi_confluence", {"rsi_low": 99.0, "rsi_high": 99.5}, WalkForwardConfig()),
+        # 4h features with the default 260-bar warm-up never warm up on 20 days: no decision time at all
+        ("momentum_rank", {}, WalkForwardConfig(feature_timeframe="4h")),
+        # a range with decision times but no data
+        ("momentum_rank", {}, WalkForwardConfig(start="2018-03-01", end="2018-03-02")),
+    ],
+)
+def test_run_without_any_selection_returns_empty_result(strategy, params, cfg):
+    # walk_forward._selected_names zips `cuts` (empty) with np.r_[cuts[1:], len(times)] (length 1)
+    result = run_walk_forward(load_universe(), get_strategy(strategy, **params), cfg)
+    assert len(result.trades) == 0
+    assert result.metrics["trade_count"] == 0
+    assert (result.windows["selected"] == "").all()
+    assert (result.windows["window_return"] == 0).all()
+
+
+def test_empty_frame_without_dtypes_for_one_symbol_is_no_data():
+    universe = load_universe()
+    base = run_walk_forward(universe, get_strategy("momentum_rank"), WalkForwardConfig())
+    universe["EMPTY/BTC"] = pd.DataFrame(columns=OHLCV)  # what a failed download / empty filter gives
+    result = run_walk_forward(universe, get_strategy("momentum_rank"), WalkForwardConfig())
+    pd.testing.assert_frame_equal(result.trades, base.trades)
+
+
+@pytest.mark.parametrize("shape", ["int64_ms", "time_indexed"])
+def test_rank_universe_accepts_the_inputs_run_walk_forward_accepts(shape):
+    universe = load_universe()
+    expected = rank_universe(universe, get_strategy("momentum_rank"))
+    if shape == "int64_ms":
+        alt = {s: df.assign(timestamp=df["timestamp"].astype("int64") // 10**6) for s, df in universe.items()}
+    else:
+        alt = {s: df.set_index("timestamp") for s, df in universe.items()}
+    run_walk_forward(alt, get_strategy("momentum_rank"), WalkForwardConfig())  # accepted here
+    got = rank_universe(alt, get_strategy("momentum_rank"))  # ranking.latest_decision_time reads raw frames
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_non_finite_price_is_rejected():
+    candles = load_candles("ETH/BTC")
+    candles.loc[100, ["high", "close"]] = np.inf
+    with pytest.raises(CandleValidationError):
+        run_walk_forward({"ETH/BTC": candles}, get_strategy("momentum_rank"), WalkForwardConfig())
+
+
+def test_zero_volume_stretch_is_not_liquid_and_has_no_fake_volume_trend():
+    from engine.features import compute_features
+
+    universe = load_universe()
+    eth = universe["ETH/BTC"].copy()
+    day = (eth["timestamp"] >= "2018-01-25") & (eth["timestamp"] < "2018-01-26")
+    eth.loc[day, "volume"] = 0.0
+    feats = compute_features(eth, "1h")
+    inside = feats.loc["2018-01-25 20:00":"2018-01-25 23:00"]
+    # twenty bars of zero volume: no trend can be defined, the z-score has no dispersion
+    assert inside["volume_trend"].isna().all()
+    assert (inside["volume_z"] == 0).all()
+    assert (feats["volume_trend"].dropna() >= -1.0).all()
+    universe["ETH/BTC"] = eth
+    result = run_walk_forward(universe, get_strategy("momentum_rank"), WalkForwardConfig(max_positions=6))
+    picked = result.trades.loc[(result.trades["symbol"] == "ETH/BTC")
+                               & (result.trades["decision_time"] == pd.Timestamp("2018-01-26", tz="UTC"))]
+    assert picked.empty  # 24h without a trade: no quote volume, not eligible for the liquidity gate
+
+
+@pytest.mark.parametrize("divisor", [10**9, 10**6, 10**3, 1])  # epoch s, ms, us, ns
+def test_integer_timestamps_in_any_unit(divisor):
+    eth = load_candles("ETH/BTC")
+    expected = run_walk_forward({"ETH/BTC": eth}, get_strategy("momentum_rank"), WalkForwardConfig())
+    ints = eth.assign(timestamp=eth["timestamp"].astype("int64") // divisor)
+    got = run_walk_forward({"ETH/BTC": ints}, get_strategy("momentum_rank"), WalkForwardConfig())
+    pd.testing.assert_frame_equal(got.trades, expected.trades)
+
+
+def test_exposure_counts_idle_time_between_non_overlapping_windows():
+    universe = load_universe()
+    cfg = WalkForwardConfig(window_hours=2, shift_hours=4)
+    result = run_walk_forward(universe, get_strategy("momentum_rank"), cfg)
+    invested = result.windows["invested_weight"].mean()
+    # each 2h window is followed by 2h in cash: half the time in the market
+    assert result.metrics["exposure"] == pytest.approx(invested * 0.5)
+    # a window's full return counts once (one sleeve), not shift/window = 2 times
+    assert result.windows["contribution"].tolist() == pytest.approx(result.windows["window_return"].tolist())
