@@ -21,6 +21,7 @@ ENV_VAR = "CRYPTO4H_DB_URL"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DB_PATH = REPO_ROOT / "data" / "crypto4h.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_MMAP_BYTES = 1 << 31  # SQLite caps it at its compile-time maximum (2 GiB by default)
 #: connection execution option read by the SQLite `begin` hook: "DEFERRED" (default) or "IMMEDIATE"
 SQLITE_BEGIN_OPTION = "crypto4h_sqlite_begin"
 
@@ -60,6 +61,7 @@ def _install_sqlite_hooks(engine: Engine) -> None:
             cur.execute("PRAGMA foreign_keys = ON")
             cur.execute("PRAGMA temp_store = MEMORY")
             cur.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache, allocated on demand
+            cur.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")  # reads straight from the page cache
         finally:
             cur.close()
 

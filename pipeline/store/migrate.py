@@ -2,7 +2,7 @@
 
 `upgrade(engine)` brings a database to the head revision in one transaction; concurrent callers are
 serialised (PostgreSQL advisory lock, SQLite `BEGIN IMMEDIATE`) and a database already at head is left
-untouched. For developers: `python -m pipeline.store.migrate {upgrade,current,check,revision -m MSG}`.
+untouched. For developers: `python -m pipeline.store {upgrade,current,check,revision -m MSG}`.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def schema_diff(engine: Engine) -> list:
 
 def main(argv: list[str] | None = None) -> None:
     """Small developer CLI around the programmatic config."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline.store.migrate")
+    parser = argparse.ArgumentParser(prog="python -m pipeline.store")
     parser.add_argument("action", choices=["upgrade", "current", "check", "revision"])
     parser.add_argument("-m", "--message", default="schema change")
     parser.add_argument("--url", default=None, help="database URL (default: $CRYPTO4H_DB_URL / SQLite file)")
@@ -87,7 +87,3 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{engine.url.render_as_string()}: at {current_revision(engine)} (head {head_revision()})")
     finally:
         engine.dispose()
-
-
-if __name__ == "__main__":
-    main()

@@ -117,9 +117,7 @@ def upgrade() -> None:
         _run_fk("strategy_performance"),
         sa.PrimaryKeyConstraint("run_id", "metric", name="pk_strategy_performance"),
     )
-    op.create_index(
-        "ix_strategy_performance_strategy_metric", "strategy_performance", ["strategy", "metric"]
-    )
+    op.create_index("ix_strategy_performance_strategy_metric", "strategy_performance", ["strategy", "metric"])
     op.create_table(
         "ranking_snapshots",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
