@@ -1,0 +1,156 @@
+"""The `candles` asset (partition-range runs, idempotency, all-or-nothing writes) and its checks."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import dagster as dg
+import pandas as pd
+import pytest
+from fake_market import DoctoredMarketData
+from pipeline_helpers import SMALL_SYMBOLS, materialize, materialized_keys
+
+from pipeline.partitions import range_tags
+from pipeline.universe import load_universe
+
+DAY0 = date(2024, 3, 1)
+
+
+def _tags(universe_path, first: date, days: int) -> dict:
+    return range_tags(load_universe(universe_path), first, first + timedelta(days=days - 1))
+
+
+def _rows(store, symbols=SMALL_SYMBOLS) -> dict[str, int]:
+    return {s: store.candle_summary("synthetic", s)["rows"] for s in symbols}
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_partition_range_run_ingests_every_partition_in_one_run(env, defs_and_store) -> None:
+    defs, store = defs_and_store
+    result = materialize(defs, "candles", tags=_tags(env["universe"], DAY0, 3))
+    assert result.success
+    events = result.get_asset_materialization_events()
+    assert len(events) == 3 * 3  # 3 days x 3 symbols, one run
+    partitions = {e.partition for e in events}
+    assert "2024-03-02|BBB-USDT" in partitions
+    meta = {e.partition: e.materialization.metadata for e in events}
+    day = meta["2024-03-02|BBB-USDT"]
+    assert day["expected_rows"].value == 288
+    assert 280 <= day["rows"].value <= 288
+    assert day["first_open_time"].value.startswith("2024-03-02")
+    assert "SYNTHETIC" in day["source"].value
+    assert 0 <= day["gaps"].value <= 288 - day["rows"].value
+    assert day["synthetic"].value is True and day["run_partitions"].value == 9
+    stored = _rows(store)
+    assert all(820 <= n <= 864 for n in stored.values()), stored
+    assert sum(stored.values()) == day["run_rows"].value
+    # the checks ran in the same run, on this run's partitions
+    checks = _checks(result)
+    assert set(checks) == {"schema", "duplicates", "gaps", "ohlc_sanity", "freshness"}
+    assert checks["schema"].passed and checks["duplicates"].passed and checks["ohlc_sanity"].passed
+    assert checks["schema"].metadata["scope"].value == "9 partitions of this run"
+
+
+def test_rerunning_partitions_is_idempotent(env, defs_and_store) -> None:
+    defs, store = defs_and_store
+    tags = _tags(env["universe"], DAY0, 2)
+    assert materialize(defs, "candles", tags=tags).success
+    first = {s: store.read_candles("synthetic", s) for s in SMALL_SYMBOLS}
+    assert materialize(defs, "candles", tags=tags).success
+    again = {s: store.read_candles("synthetic", s) for s in SMALL_SYMBOLS}
+    for s in SMALL_SYMBOLS:
+        pd.testing.assert_frame_equal(first[s], again[s])
+    # a single partition also works (the UI's "materialize one partition")
+    single = materialize(defs, "candles", tags={"dagster/partition": "2024-03-03|AAA-USDT"})
+    assert single.success and len(single.get_asset_materialization_events()) == 1
+
+
+def test_provider_failure_writes_nothing_for_the_partition_set(env, defs_and_store) -> None:
+    defs, store = defs_and_store
+    result = materialize(
+        defs,
+        "candles",
+        tags=_tags(env["universe"], DAY0, 2),
+        resources={"market_data": DoctoredMarketData(mode="fail")},
+    )
+    assert not result.success
+    failure = [e for e in result.all_events if e.is_step_failure][0]
+    text = str(failure.step_failure_data.error)
+    assert "BBB/USDT" in text and "nothing was written" in text and "exchange said no" in text
+    assert _rows(store) == dict.fromkeys(SMALL_SYMBOLS, 0)  # AAA was fetched fine, but not written
+
+
+def test_exchange_mismatch_is_refused(env, defs_and_store) -> None:
+    defs, store = defs_and_store
+    res = DoctoredMarketData(mode="none", fake_exchange="binance")
+    result = materialize(
+        defs, "candles", tags=_tags(env["universe"], DAY0, 1), resources={"market_data": res}
+    )
+    assert not result.success
+    assert _rows(store) == dict.fromkeys(SMALL_SYMBOLS, 0)
+
+
+def _full_selection() -> dg.AssetSelection:
+    return dg.AssetSelection.assets("candles", "features", "rankings")
+
+
+def test_blocking_gap_check_stops_downstream_assets(env, defs_and_store) -> None:
+    defs, _ = defs_and_store
+    result = materialize(
+        defs, _full_selection(), tags=_tags(env["universe"], DAY0, 2),
+        resources={"market_data": DoctoredMarketData(mode="holes")},
+    )  # fmt: skip
+    assert not result.success
+    gaps = _checks(result)["gaps"]
+    assert not gaps.passed and gaps.severity == dg.AssetCheckSeverity.ERROR
+    assert "BBB/USDT" in gaps.metadata["by_symbol"].value
+    assert materialized_keys(result) == {"candles"}  # features/rankings never ran on bad data
+
+
+def test_blocking_ohlc_check_catches_schema_valid_spikes(env, defs_and_store) -> None:
+    defs, _ = defs_and_store
+    result = materialize(
+        defs, _full_selection(), tags=_tags(env["universe"], DAY0, 1),
+        resources={"market_data": DoctoredMarketData(mode="spike")},
+    )  # fmt: skip
+    assert not result.success
+    ohlc = _checks(result)["ohlc_sanity"]
+    assert not ohlc.passed and ohlc.metadata["bad_bars"].value >= 1
+    assert "features" not in materialized_keys(result)
+
+
+def test_stale_data_is_a_visible_warning_not_a_blocker(tmp_path, env, defs_and_store) -> None:
+    defs, _ = defs_and_store
+    # the universe ends on 2024-03-15, only the first two days are ingested -> stale at the universe end
+    result = materialize(defs, "candles", tags=_tags(env["universe"], DAY0, 2))
+    assert result.success
+    fresh = _checks(result)["freshness"]
+    assert not fresh.passed and fresh.severity == dg.AssetCheckSeverity.WARN
+    assert "AAA/USDT" in fresh.metadata["stale_symbols"].value
+
+
+def test_checks_run_on_their_own_over_recent_days(env, defs_and_store) -> None:
+    defs, _ = defs_and_store
+    assert materialize(defs, "candles", tags=_tags(env["universe"], date(2024, 3, 12), 3)).success
+    result = materialize(defs, dg.AssetSelection.checks_for_assets("candles"))
+    assert result.success
+    checks = _checks(result)
+    assert checks["freshness"].passed
+    assert checks["gaps"].metadata["scope"].value.startswith("last 2 days")
+
+
+@pytest.fixture
+def defs_and_store(env):
+    from pipeline_helpers import make_defs
+
+    from pipeline.store import Store
+
+    store = Store(url=env["db_url"])
+    store.migrate()
+    try:
+        yield make_defs(env["universe"], env["db_url"]), store
+    finally:
+        store.dispose()

@@ -1,0 +1,149 @@
+"""Research assets on a small ingested history: features/rankings, backtests, performance, comparison,
+and the ad-hoc backtest job with its typed config."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pytest
+from pipeline_helpers import QUIET, materialize, materialized_keys
+
+from pipeline.adhoc import BacktestRequest, adhoc_backtest, request_run_config
+
+
+@pytest.fixture(scope="module")
+def store(ingested):
+    from pipeline.store import Store
+
+    s = Store(url=ingested["db_url"])
+    yield s
+    s.dispose()
+
+
+@pytest.fixture(scope="module")
+def refreshed(ingested):
+    """The refresh job once over the shared history (features -> ... -> comparison)."""
+    result = ingested["defs"].resolve_job_def("refresh_research").execute_in_process(run_config=QUIET)
+    assert result.success
+    return result
+
+
+def _meta(result: dg.ExecuteInProcessResult, key: str) -> dict:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key]
+    return event.materialization.metadata
+
+
+def test_features_are_in_lineage_but_never_persisted(ingested) -> None:
+    from pipeline.assets.research import features_and_rankings
+
+    specs = {s.key.to_user_string(): s for s in features_and_rankings.specs}
+    assert specs["features"].metadata["persisted"] is False
+    assert dg.AssetKey("candles") in {d.asset_key for d in specs["features"].deps}
+    assert dg.AssetKey("features") in {d.asset_key for d in specs["rankings"].deps}
+    graph = ingested["defs"].resolve_asset_graph()
+    assert dg.AssetKey("features") in graph.get(dg.AssetKey("backtests")).parent_keys
+
+
+def test_rankings_snapshot_per_active_strategy(refreshed, store) -> None:
+    from engine.strategies import list_strategies
+
+    assert {"features", "rankings"} <= materialized_keys(refreshed)
+    feats = _meta(refreshed, "features")
+    assert feats["symbols"].value == 3 and "rsi" in feats["latest_features"].value
+    ranks = _meta(refreshed, "rankings")
+    for info in list_strategies():
+        table = ranks[f"ranking_{info.name}"].value
+        assert "reasons" in table and "AAA/USDT" in table
+        snap = store.latest_ranking(info.name)
+        assert set(snap["symbol"]) == {"AAA/USDT", "BBB/USDT", "CCC/USDT"}
+        assert snap["decision_time"].iloc[0].hour % 2 == 0
+        assert (snap.loc[~snap["eligible"], "reasons"] != "").all()  # a failed gate always says why
+
+
+def test_backtests_are_recorded_with_provenance(refreshed, store) -> None:
+    from engine.strategies import list_strategies
+
+    meta = _meta(refreshed, "backtests")
+    run_ids = meta["run_ids"].value
+    assert set(run_ids) == {i.name for i in list_strategies()}
+    for name, run_id in run_ids.items():
+        run = store.backtest_run(run_id)
+        assert run["status"] == "success" and run["kind"] == "scheduled" and run["strategy"] == name
+        assert len(run["data_fingerprint"]) == 64 and run["code_version"]
+        assert run["config"]["window_hours"] == 4 and sorted(run["universe"]) == [
+            "AAA/USDT",
+            "BBB/USDT",
+            "CCC/USDT",
+        ]
+        metrics = store.backtest_metrics(run_id)
+        assert metrics["trade_count"] == len(store.backtest_trades(run_id).query("~void"))
+    assert "trade_count" in meta["summary"].value
+    assert meta["equity_plot"].value.startswith("![")
+
+
+def test_performance_and_comparison_read_back_the_store(refreshed) -> None:
+    perf = _meta(refreshed, "strategy_performance")
+    assert "mean_window_return_ci_low" in perf["statistics"].value
+    assert any(k.startswith("by_symbol_") for k in perf)
+    comp = _meta(refreshed, "strategy_comparison")
+    assert "macd_rsi_confluence" in comp["comparison"].value and "momentum_rank" in comp["comparison"].value
+    assert "data:image/png;base64," in comp["equity_plot"].value
+    assert comp["best_by_mean_window_return"].value in {"macd_rsi_confluence", "momentum_rank"}
+
+
+def test_research_assets_fail_clearly_without_data(env) -> None:
+    from pipeline_helpers import make_defs
+
+    result = materialize(
+        make_defs(env["universe"], env["db_url"]), dg.AssetSelection.assets("features", "rankings")
+    )
+    assert not result.success
+    failure = [e for e in result.all_events if e.is_step_failure][0]
+    assert "materialise `candles` first" in str(failure.step_failure_data.error)
+
+
+def test_adhoc_backtest_with_typed_config(ingested, store) -> None:
+    req = BacktestRequest(strategy="momentum_rank", params={"max_atr_pct": 0.08}, universe=["AAA/USDT", "BBB/USDT"],
+                          fee_bps=5, slippage_bps=1, max_positions=1, start="2024-03-12")  # fmt: skip
+    run_config = request_run_config(req)
+    assert dg.validate_run_config(adhoc_backtest, run_config)
+    job = ingested["defs"].resolve_job_def("adhoc_backtest")
+    result = job.execute_in_process(run_config={**run_config.to_config_dict(), **QUIET})
+    assert result.success
+    run_id = result.output_for_node("run_backtest")
+    run = store.backtest_run(run_id)
+    assert run["kind"] == "adhoc" and sorted(run["universe"]) == ["AAA/USDT", "BBB/USDT"]
+    assert run["config"]["fee_bps"] == 5 and run["config"]["params"]["max_atr_pct"] == 0.08
+    trades = store.backtest_trades(run_id)
+    assert trades.groupby("decision_time").size().max() <= 1
+    assert trades["decision_time"].min() >= pd.Timestamp("2024-03-12", tz="UTC")
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"strategy": "buy_the_rumour"}, "unknown strategy"),
+        ({"params": {"rsi_lo": 3}}, "unknown parameters"),
+        ({"universe": ["ZZZ/USDT"]}, "not in universe"),
+        ({"window_hours": 4, "shift_hours": 2, "fee_bps": -1}, "fee_bps"),
+        ({"start": "2024-03-10", "end": "2024-03-09"}, "must be after start"),
+    ],
+)
+def test_adhoc_backtest_rejects_bad_requests_and_records_them(ingested, store, config, message) -> None:
+    job = ingested["defs"].resolve_job_def("adhoc_backtest")
+    result = job.execute_in_process(
+        run_config={"ops": {"run_backtest": {"config": config}}, **QUIET}, raise_on_error=False
+    )
+    assert not result.success
+    failure = [e for e in result.all_events if e.is_step_failure][0]
+    assert message in str(failure.step_failure_data.error)
+    latest = store.list_backtests(limit=1).iloc[0]
+    assert latest["status"] == "failed" and message in latest["error"]
+
+
+def test_launchpad_config_schema_is_typed() -> None:
+    assert dg.validate_run_config(adhoc_backtest, {"ops": {"run_backtest": {"config": {"fee_bps": 3.5}}}})
+    with pytest.raises(dg.DagsterInvalidConfigError):
+        dg.validate_run_config(adhoc_backtest, {"ops": {"run_backtest": {"config": {"fee_bps": "cheap"}}}})
+    with pytest.raises(dg.DagsterInvalidConfigError):
+        dg.validate_run_config(adhoc_backtest, {"ops": {"run_backtest": {"config": {"colour": "red"}}}})
