@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo ui bench clean
+.PHONY: venv test lint demo ui bench bench-store bench-pipeline clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; set PY=/path/to/python3.11"; exit 1; }
@@ -32,6 +32,12 @@ ui: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_walk_forward.py
+
+bench-store: $(STAMP)
+	$(BIN)/python benchmarks/bench_store.py
+
+bench-pipeline: $(STAMP)
+	$(BIN)/python benchmarks/bench_pipeline.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
