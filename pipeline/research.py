@@ -60,11 +60,12 @@ def load_candles(
 
 
 def strategy_rows() -> list[dict[str, Any]]:
-    """Registry rows for `store.sync_strategies` (the engine registry is the source of truth)."""
+    """Registry rows for `store.sync_strategies`: the engine registry is the source of truth for names,
+    descriptions and parameters; the `active` flag is the operator's, kept in the store."""
     from engine.strategies import list_strategies
 
     return [
-        {"name": i.name, "description": i.description, "parameters": dict(i.parameters), "active": True}
+        {"name": i.name, "description": i.description, "parameters": dict(i.parameters)}
         for i in list_strategies()
     ]
 

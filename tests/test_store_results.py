@@ -144,6 +144,14 @@ def test_strategy_registry_sync(store):
     assert count(store, "strategies") == 2
 
 
+def test_sync_without_active_keeps_the_operators_flag(store):
+    store.sync_strategies([{"name": "a", "description": "x"}, {"name": "b", "description": "y"}])
+    assert [s["name"] for s in store.active_strategies()] == ["a", "b"]  # new ones start active
+    store.sync_strategies([{"name": "a", "description": "x", "active": False}, {"name": "b", "description": "y"}])
+    store.sync_strategies([{"name": "a", "description": "x2"}, {"name": "b", "description": "y"}])
+    assert [s["name"] for s in store.active_strategies()] == ["b"]  # "a" stays switched off
+
+
 def test_strategy_rows_need_unique_names(store):
     with pytest.raises(ValueError, match="twice"):
         store.sync_strategies([{"name": "a"}, {"name": "a"}])

@@ -69,15 +69,19 @@ def now() -> datetime:
 def sync_strategies(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Make the registry match `rows`: insert new, update changed, deactivate the ones not listed.
 
-    Rows are never deleted (runs refer to strategies by name); `updated_at` moves only on a change.
+    Rows are never deleted (runs refer to strategies by name); `updated_at` moves only on a change. A row
+    without an `active` key keeps the stored flag (new strategies start active), so a strategy switched
+    off by an operator stays off when the code's registry is synced again.
     """
     wanted: dict[str, dict[str, Any]] = {}
+    rows_by_name: dict[str, Mapping[str, Any]] = {}
     for row in rows:
         name = row.get("name")
         if not isinstance(name, str) or not name:
             raise ValueError(f"strategy row without a name: {row!r}")
         if name in wanted:
             raise ValueError(f"strategy {name!r} listed twice")
+        rows_by_name[name] = row
         wanted[name] = {
             "name": name,
             "description": to_text(row.get("description")) or "",
@@ -85,6 +89,9 @@ def sync_strategies(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> N
             "active": to_bool(row.get("active"), default=True),
         }
     existing = {r["name"]: dict(r) for r in conn.execute(sa.select(strategies_t)).mappings()}
+    for name, new in wanted.items():
+        if name in existing and "active" not in rows_by_name[name]:
+            new["active"] = existing[name]["active"]
     stamp = now()
     for name, new in wanted.items():
         old = existing.get(name)
