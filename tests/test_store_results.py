@@ -333,6 +333,11 @@ def test_list_backtests_filters_and_orders(store):
     assert store.list_backtests()["id"].tolist() == [c, b, a]
     assert store.list_backtests(strategy="a")["id"].tolist() == [c, a]
     assert store.list_backtests(limit=1)["id"].tolist() == [c]
+    d = record(store, strategy="a", kind="adhoc")
+    failed = store.record_failed_backtest(strategy="a", kind="scheduled", config={}, universe=[], error="boom")
+    assert store.list_backtests(strategy="a", kind="scheduled", status="success")["id"].tolist() == [c, a]
+    assert store.list_backtests(kind="adhoc")["id"].tolist() == [d]
+    assert store.list_backtests(status="failed")["id"].tolist() == [failed]
     assert store.backtest_run(12345) is None
 
 

@@ -256,10 +256,12 @@ class Store:
         with self._read() as conn:
             return _results.has_request(conn, request_key)
 
-    def list_backtests(self, strategy: str | None = None, limit: int = 50) -> pd.DataFrame:
-        """Most recent runs first, optionally for one strategy."""
+    def list_backtests(
+        self, strategy: str | None = None, limit: int = 50, *, kind: str | None = None, status: str | None = None
+    ) -> pd.DataFrame:
+        """Most recent runs first, optionally filtered by strategy, kind and status."""
         with self._read() as conn:
-            return _results.list_backtests(conn, strategy, limit)
+            return _results.list_backtests(conn, strategy, limit, kind=kind, status=status)
 
     def backtest_run(self, run_id: int) -> dict[str, Any] | None:
         """One run's row as a dict (None if unknown)."""

@@ -285,11 +285,19 @@ def _utc_series(values: list[Any]) -> pd.Series:
     return pd.Series(pd.to_datetime(pd.Series(values, dtype=object), utc=True), dtype="datetime64[ns, UTC]")
 
 
-def list_backtests(conn: sa.Connection, strategy: str | None = None, limit: int = 50) -> pd.DataFrame:
+def list_backtests(
+    conn: sa.Connection,
+    strategy: str | None = None,
+    limit: int = 50,
+    *,
+    kind: str | None = None,
+    status: str | None = None,
+) -> pd.DataFrame:
     """Most recent runs first (one row per run; config and universe as Python objects)."""
     query = sa.select(*(runs_t.c[c] for c in RUN_COLUMNS)).order_by(runs_t.c.id.desc()).limit(int(limit))
-    if strategy is not None:
-        query = query.where(runs_t.c.strategy == strategy)
+    for column, value in (("strategy", strategy), ("kind", kind), ("status", status)):
+        if value is not None:
+            query = query.where(runs_t.c[column] == value)
     rows = [dict(r) for r in conn.execute(query).mappings()]
     df = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
     df["id"] = df["id"].astype(np.int64)
