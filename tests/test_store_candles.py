@@ -52,7 +52,8 @@ def dump(store: Store) -> list[tuple]:
             tuple(r)
             for r in conn.exec_driver_sql(
                 "SELECT exchange, symbol, open_time, open, high, low, close, volume, source, synthetic "
-                "FROM candles ORDER BY exchange, symbol, open_time"
+                "FROM candles JOIN candle_series ON candle_series.id = candles.series_id "
+                "ORDER BY exchange, symbol, open_time"
             )
         ]
 
@@ -76,7 +77,12 @@ def test_open_time_is_stored_as_epoch_ms(store):
     assert [r[2] for r in rows] == [1_704_067_200_000, 1_704_067_500_000]
     assert rows[0][:2] == ("binance", "ETH/BTC")
     with store.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT DISTINCT timeframe FROM candles").scalar_one() == "5m"
+        assert (
+            conn.exec_driver_sql(
+                "SELECT DISTINCT timeframe FROM candles JOIN candle_series ON candle_series.id = series_id"
+            ).scalar_one()
+            == "5m"
+        )
 
 
 def test_range_read_is_half_open(store):
@@ -213,9 +219,7 @@ def test_only_base_timeframe_is_stored(store):
     assert count_rows(store) == 0
     with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
         conn.exec_driver_sql(
-            "INSERT INTO candles (exchange, symbol, timeframe, open_time, open, high, low, close, volume, "
-            "source, synthetic, ingested_at) VALUES ('b', 'X', '1h', 0, 1, 1, 1, 1, 1, 's', false, "
-            "CURRENT_TIMESTAMP)"
+            "INSERT INTO candle_series (exchange, symbol, timeframe) VALUES ('b', 'X', '1h')"
         )
 
 
@@ -311,9 +315,7 @@ def test_postgres_copy_falls_back_when_another_writer_got_there_first(postgres_u
     df = _random_candles(2000, seed=3)
     store.upsert_candles(df.iloc[1000:1001], exchange="binance", symbol="BTC/USDT", source="ccxt")
     # blind the "is the range empty?" probe so the direct COPY collides with the existing row
-    monkeypatch.setattr(
-        candles_mod, "PG_RANGE_WHERE", "%s IS NULL AND %s IS NULL AND %s IS NULL AND %s IS NULL"
-    )
+    monkeypatch.setattr(candles_mod, "PG_RANGE_WHERE", "%s IS NULL AND %s IS NULL AND %s IS NULL")
     assert store.upsert_candles(df, exchange="binance", symbol="BTC/USDT", source="ccxt") == 2000
     pd.testing.assert_frame_equal(store.read_candles("binance", "BTC/USDT"), df, check_exact=True)
     store.dispose()
@@ -429,3 +431,147 @@ def test_concurrent_writers_queue_instead_of_failing(store, db_url):
         pd.testing.assert_frame_equal(store.read_candles("binance", symbol), df)
     for s in stores:
         s.dispose()
+
+
+# --- narrow key: series table, PostgreSQL partition per series, packed reads ---------------------------
+
+
+def _partitions(store: Store) -> list[str]:
+    if store.dialect != "postgresql":
+        return []
+    with store.engine.connect() as conn:
+        return sorted(
+            r[0]
+            for r in conn.exec_driver_sql(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'candles'::regclass"
+            )
+        )
+
+
+def test_a_failed_first_write_leaves_no_series_and_no_partition(store, monkeypatch):
+    real_write = candles_mod.write
+
+    def write_then_fail(conn, ms, values, **kw):
+        real_write(conn, ms, values, **kw)
+        raise RuntimeError("provider died")
+
+    monkeypatch.setattr(candles_mod, "write", write_then_fail)
+    df = _random_candles(3000, seed=4)
+    with pytest.raises(RuntimeError, match="provider died"):
+        store.upsert_candles(df, exchange="binance", symbol="NEW/USDT", source="ccxt")
+    monkeypatch.undo()
+    assert count_rows(store, "candle_series") == 0
+    assert count_rows(store) == 0
+    assert _partitions(store) == []
+    assert store.upsert_candles(df, exchange="binance", symbol="NEW/USDT", source="ccxt") == 3000
+    pd.testing.assert_frame_equal(store.read_candles("binance", "NEW/USDT"), df, check_exact=True)
+
+
+def test_each_series_is_numbered_once(store):
+    store.upsert_candles(SIX, exchange="binance", symbol="ETH/BTC", source="ccxt")
+    store.upsert_candles(SIX.head(2), exchange="binance", symbol="ETH/BTC", source="files")
+    store.upsert_candles_many({"XRP/BTC": SIX, "ETH/BTC": SIX}, exchange="binance", source="ccxt")
+    store.upsert_candles(SIX, exchange="nobitex", symbol="ETH/BTC", source="nobitex")
+    with store.engine.connect() as conn:
+        series = conn.exec_driver_sql(
+            "SELECT exchange, symbol, timeframe FROM candle_series ORDER BY exchange, symbol"
+        ).all()
+        per_series = dict(
+            conn.exec_driver_sql("SELECT series_id, count(*) FROM candles GROUP BY series_id").all()
+        )
+    assert [tuple(r) for r in series] == [
+        ("binance", "ETH/BTC", "5m"),
+        ("binance", "XRP/BTC", "5m"),
+        ("nobitex", "ETH/BTC", "5m"),
+    ]
+    assert sorted(per_series.values()) == [6, 6, 6]
+    if store.dialect == "postgresql":  # one partition per series, invisible to the schema comparison
+        assert _partitions(store) == sorted(candles_mod.pg_partition_name(i) for i in per_series)
+        assert store.schema_diff() == []
+
+
+def test_bulk_append_to_an_existing_series(store):
+    """A new range of an existing series (PostgreSQL: direct COPY into the existing partition)."""
+    first = _random_candles(3000, seed=5)
+    later = _random_candles(3000, seed=6, start=T0 + 3000 * FIVE)
+    store.upsert_candles(first, exchange="binance", symbol="BTC/USDT", source="ccxt")
+    assert store.upsert_candles(later, exchange="binance", symbol="BTC/USDT", source="files") == 3000
+    expected = pd.concat([first, later], ignore_index=True)
+    pd.testing.assert_frame_equal(store.read_candles("binance", "BTC/USDT"), expected, check_exact=True)
+    sources = [r[8] for r in dump(store)]
+    assert sources == ["ccxt"] * 3000 + ["files"] * 3000
+
+
+@pytest.mark.postgres
+def test_postgres_reads_page_through_long_ranges(postgres_url, monkeypatch):
+    store = Store(postgres_url)
+    store.migrate()
+    df = _random_candles(5000, seed=9)
+    store.upsert_candles(df, exchange="binance", symbol="BTC/USDT", source="ccxt")
+    store.upsert_candles(df.head(10), exchange="binance", symbol="ETH/USDT", source="ccxt")
+    monkeypatch.setattr(candles_mod, "PG_READ_PAGE_ROWS", 1000)
+    pd.testing.assert_frame_equal(store.read_candles("binance", "BTC/USDT"), df, check_exact=True)
+    part = store.read_candles("binance", "BTC/USDT", T0 + 1500 * FIVE, T0 + 3500 * FIVE)
+    pd.testing.assert_frame_equal(part, df.iloc[1500:3500].reset_index(drop=True), check_exact=True)
+    exact = store.read_candles("binance", "BTC/USDT", T0, T0 + 1000 * FIVE)  # exactly one full page
+    pd.testing.assert_frame_equal(exact, df.head(1000), check_exact=True)
+    store.read_workers = 2
+    universe = store.read_universe("binance", ["ETH/USDT", "BTC/USDT", "NONE/USDT"])
+    pd.testing.assert_frame_equal(universe["BTC/USDT"], df, check_exact=True)
+    assert [len(f) for f in universe.values()] == [10, 5000, 0]
+    store.dispose()
+
+
+def test_postgres_packed_read_sorts_rows_that_arrive_out_of_order():
+    """`string_agg` keeps the ordered subquery's order in practice; the reader does not rely on it."""
+    df = _random_candles(5, seed=2)
+    ms = df["timestamp"].to_numpy(dtype="datetime64[ms]").astype(np.int64)
+    rec = np.empty(5, dtype=candles_mod._PG_RECORD)
+    rec["t"] = ms
+    for c in ["open", "high", "low", "close", "volume"]:
+        rec[c] = df[c].to_numpy()
+    body = rec[[3, 0, 4, 1, 2]].tobytes()
+    out = candles_mod._PG_HEADER + b"\x00\x01" + len(body).to_bytes(4, "big") + body + candles_mod._PG_TRAILER
+
+    class FakeCursor:
+        def execute(self, *_a):
+            pass
+
+        def fetchone(self):
+            return (1,)
+
+        def mogrify(self, sql, _params):
+            return sql.encode()
+
+        def copy_expert(self, _sql, sink, _size):
+            sink.write(out)
+
+    got = candles_mod.read_postgres(FakeCursor(), "binance", "X/Y", candles_mod.MIN_MS, candles_mod.MAX_MS)
+    pd.testing.assert_frame_equal(got, df, check_exact=True)
+    null_row = candles_mod._PG_HEADER + b"\x00\x01\xff\xff\xff\xff" + candles_mod._PG_TRAILER
+    assert len(candles_mod._parse_pg_packed(null_row)) == 0
+    assert len(candles_mod._parse_pg_packed(candles_mod._PG_HEADER + candles_mod._PG_TRAILER)) == 0
+
+
+def test_universe_snapshot_hides_a_series_created_meanwhile(store, db_url, monkeypatch):
+    store.read_workers = 1
+    store.upsert_candles(SIX, exchange="binance", symbol="OLD/USDT", source="ccxt")
+    name = "read_sqlite" if store.dialect == "sqlite" else "read_postgres"
+    real = getattr(candles_mod, name)
+    writer = Store(db_url)
+
+    def read_then_write(cur, exchange, symbol, lo, hi):
+        out = real(cur, exchange, symbol, lo, hi)
+        if symbol == "OLD/USDT":
+            writer.upsert_candles(
+                _random_candles(2000, seed=1), exchange="binance", symbol="NEW/USDT", source="x"
+            )
+        return out
+
+    monkeypatch.setattr(candles_mod, name, read_then_write)
+    universe = store.read_universe("binance", ["OLD/USDT", "NEW/USDT"])
+    assert [len(f) for f in universe.values()] == [6, 0]
+    monkeypatch.undo()
+    assert [len(f) for f in store.read_universe("binance", ["OLD/USDT", "NEW/USDT"]).values()] == [6, 2000]
+    writer.dispose()

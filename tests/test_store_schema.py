@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import sqlalchemy as sa
 
 from pipeline.store import Store
@@ -10,6 +11,7 @@ from pipeline.store.migrate import head_revision
 from pipeline.store.models import metadata
 
 TABLES = {
+    "candle_series",
     "candles",
     "strategies",
     "backtest_runs",
@@ -71,9 +73,14 @@ def test_models_match_migrations(store):
 
 
 def test_candles_primary_key_is_the_range_index(store):
+    """Narrow physical key (series_id, open_time); the logical key (exchange, symbol, timeframe,
+    open_time) is unique through the series table."""
     insp = sa.inspect(store.engine)
     pk = insp.get_pk_constraint("candles")["constrained_columns"]
-    assert pk == ["exchange", "symbol", "timeframe", "open_time"]
+    assert pk == ["series_id", "open_time"]
+    assert insp.get_pk_constraint("candle_series")["constrained_columns"] == ["id"]
+    uniques = [u["column_names"] for u in insp.get_unique_constraints("candle_series")]
+    assert uniques == [["exchange", "symbol", "timeframe"]]
 
 
 def test_sqlite_connection_settings(sqlite_url):
@@ -101,3 +108,26 @@ def test_sqlite_transactions_are_real(sqlite_url):
         pass
     assert "probe" not in sa.inspect(store.engine).get_table_names()
     store.dispose()
+
+
+def test_downgrade_removes_candles_with_their_partitions(store):
+    from alembic import command
+
+    from pipeline.store.migrate import alembic_config
+
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2024-01-01", periods=3, freq="5min", tz="UTC"),
+            **dict.fromkeys(["open", "high", "low", "close", "volume"], 1.0),
+        }
+    )
+    store.upsert_candles(frame, exchange="binance", symbol="ETH/BTC", source="ccxt")
+    store.upsert_candles(frame, exchange="binance", symbol="XRP/BTC", source="ccxt")
+    cfg = alembic_config()
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+    assert set(sa.inspect(store.engine).get_table_names()) <= {"alembic_version"}
+    store.migrate()
+    assert store.schema_diff() == []
+    assert store.candle_summary("binance", "ETH/BTC")["rows"] == 0

@@ -126,14 +126,18 @@ class Store:
         source: str,
         synthetic: bool = False,
     ) -> int:
-        """Several symbols in ONE transaction: every frame is validated before the first row is written."""
+        """Several symbols in ONE transaction: every frame is validated before the first row is written.
+
+        Symbols are written in sorted order, so concurrent batches lock series in the same order.
+        """
         prepared = []
         for symbol, df in frames.items():
             _candles.check_key(exchange, symbol, source)
             prepared.append((symbol, *_candles.prepare(df, symbol, "5m")))
         total = 0
         with self._write() as conn:
-            for symbol, ms, values in prepared:
+            # symbols in sorted order: concurrent batches take their locks in the same order (no deadlock)
+            for symbol, ms, values in sorted(prepared, key=lambda p: p[0]):
                 total += _candles.write(
                     conn, ms, values, exchange=exchange, symbol=symbol, source=source, synthetic=synthetic
                 )

@@ -8,6 +8,7 @@ untouched. For developers: `python -m pipeline.store {upgrade,current,check,revi
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from alembic import command
@@ -15,7 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from pipeline.store.engine_url import SQLITE_BEGIN_OPTION, make_engine, resolve_url
 from pipeline.store.models import metadata
@@ -57,10 +58,36 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             command.upgrade(cfg, revision)
 
 
+def candle_partitions(conn: Connection) -> set[str]:
+    """Names of the PostgreSQL partitions of `candles` (one per series; none on SQLite).
+
+    They are data, not schema: created by the store when a series is first written, so schema
+    comparisons and autogenerate skip them.
+    """
+    if conn.dialect.name != "postgresql":
+        return set()
+    rows = conn.exec_driver_sql(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = to_regclass('candles')"
+    )
+    return {r[0] for r in rows}
+
+
+def include_name_filter(conn: Connection) -> Callable[[str | None, str, Mapping], bool]:
+    """An Alembic `include_name` hook that leaves the candle partitions out of comparisons."""
+    partitions = candle_partitions(conn)
+
+    def include_name(name: str | None, type_: str, _parent_names: Mapping) -> bool:
+        return not (type_ == "table" and name in partitions)
+
+    return include_name
+
+
 def schema_diff(engine: Engine) -> list:
     """Differences between the models and the live database (empty when migrations match the models)."""
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        opts = {"compare_type": True, "include_name": include_name_filter(conn)}
+        ctx = MigrationContext.configure(conn, opts=opts)
         return compare_metadata(ctx, metadata)
 
 

@@ -4,7 +4,9 @@ Conventions:
 - Market times (`open_time`, `decision_time`, `entry_time`, `exit_time`) are BIGINT epoch milliseconds
   (UTC), the same key the engine uses; bookkeeping times (`ingested_at`, `created_at`, ...) are
   timezone-aware timestamps.
-- Only base 5m candles are stored (a CHECK constraint enforces it); features never are.
+- Candles are keyed by (series_id, open_time); `candle_series` maps (exchange, symbol, timeframe) to the
+  series id, so the logical key stays (exchange, symbol, timeframe, open_time) with a narrow index.
+- Only base 5m candles are stored (a CHECK constraint on the series enforces it); features never are.
 - Per-run performance is stored long: one `strategy_performance` row per (run, metric) with a nullable
   float value, so strategies can be compared with plain SQL. Nested metric dicts are flattened to dotted
   names (`ci.low`).
@@ -45,18 +47,39 @@ class Base(DeclarativeBase):
     )
 
 
-class Candle(Base):
-    """One base (5m) OHLCV candle; the primary key doubles as the range-read index."""
+class CandleSeries(Base):
+    """One candle series: the (exchange, symbol, timeframe) part of the logical candle key, numbered once.
 
-    __tablename__ = "candles"
+    Candles refer to their series by this small integer, so the candle key and its index stay narrow.
+    """
+
+    __tablename__ = "candle_series"
     __table_args__ = (
+        sa.UniqueConstraint("exchange", "symbol", "timeframe"),
         sa.CheckConstraint(f"timeframe = '{BASE_TIMEFRAME}'", name="base_timeframe"),
-        {"sqlite_with_rowid": False},
     )
 
-    exchange: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    symbol: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    timeframe: Mapped[str] = mapped_column(sa.String(8), primary_key=True)
+    id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
+    exchange: Mapped[str] = mapped_column(sa.String(64))
+    symbol: Mapped[str] = mapped_column(sa.String(64))
+    timeframe: Mapped[str] = mapped_column(sa.String(8))
+
+
+class Candle(Base):
+    """One base (5m) OHLCV candle, keyed by (series, open time); the primary key is the range-read index.
+
+    The logical key (exchange, symbol, timeframe, open_time) is unique because `candle_series` is. On
+    PostgreSQL the table is LIST-partitioned by `series_id`, one partition `candles_s<id>` per series
+    (created by the store when the series is first written, see `candles`). There is deliberately no
+    foreign key to `candle_series`: it would add a trigger call per inserted row; series ids only ever
+    come from `candle_series` and each PostgreSQL partition carries a CHECK pinning its series id.
+    `source`, `synthetic` and `ingested_at` are per candle (the last write that changed it).
+    """
+
+    __tablename__ = "candles"
+    __table_args__ = ({"sqlite_with_rowid": False, "postgresql_partition_by": "LIST (series_id)"},)
+
+    series_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
     open_time: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
     open: Mapped[float] = mapped_column(sa.Double)
     high: Mapped[float] = mapped_column(sa.Double)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from pipeline.store.engine_url import make_engine, resolve_url
+from pipeline.store.migrate import include_name_filter
 from pipeline.store.models import metadata
 
 config = context.config
@@ -35,6 +36,7 @@ def _run(connection) -> None:  # noqa: ANN001 - alembic hands over a Connection
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name_filter(connection),  # candle partitions are data, not schema
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,4 +1,4 @@
-"""Initial schema: candles, strategy registry, backtest results, ranking snapshots.
+"""Initial schema: candle series and candles, strategy registry, backtest results, ranking snapshots.
 
 Revision ID: 0001
 Revises:
@@ -29,12 +29,27 @@ def _run_fk(table: str) -> sa.ForeignKeyConstraint:
 
 
 def upgrade() -> None:
-    """Create every table; candles is a clustered WITHOUT ROWID table on SQLite."""
+    """Create every table.
+
+    Candles are keyed by (series_id, open_time) with `candle_series` holding (exchange, symbol, timeframe):
+    a clustered WITHOUT ROWID table on SQLite, a LIST-partitioned table on PostgreSQL whose partitions
+    (one per series) the store creates and attaches when a series is first written.
+    """
     op.create_table(
-        "candles",
+        "candle_series",
+        sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
         sa.Column("exchange", sa.String(64), nullable=False),
         sa.Column("symbol", sa.String(64), nullable=False),
         sa.Column("timeframe", sa.String(8), nullable=False),
+        sa.CheckConstraint("timeframe = '5m'", name="base_timeframe"),  # named by the convention
+        sa.PrimaryKeyConstraint("id", name="pk_candle_series"),
+        sa.UniqueConstraint(
+            "exchange", "symbol", "timeframe", name="uq_candle_series_exchange_symbol_timeframe"
+        ),
+    )
+    op.create_table(
+        "candles",
+        sa.Column("series_id", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("open_time", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("open", sa.Double(), nullable=False),
         sa.Column("high", sa.Double(), nullable=False),
@@ -44,9 +59,9 @@ def upgrade() -> None:
         sa.Column("source", sa.String(64), nullable=False),
         sa.Column("synthetic", sa.Boolean(), nullable=False),
         sa.Column("ingested_at", TS, nullable=False),
-        sa.CheckConstraint("timeframe = '5m'", name="ck_candles_base_timeframe"),
-        sa.PrimaryKeyConstraint("exchange", "symbol", "timeframe", "open_time", name="pk_candles"),
+        sa.PrimaryKeyConstraint("series_id", "open_time", name="pk_candles"),
         sqlite_with_rowid=False,
+        postgresql_partition_by="LIST (series_id)",
     )
     op.create_table(
         "strategies",
@@ -160,6 +175,7 @@ def downgrade() -> None:
         "backtest_trades",
         "backtest_runs",
         "strategies",
-        "candles",
+        "candles",  # drops its partitions too
+        "candle_series",
     ):
         op.drop_table(table)
