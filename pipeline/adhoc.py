@@ -6,6 +6,7 @@ request key for exactly-once bookkeeping) and to the run's step metadata.
 """
 
 
+import enum
 from typing import Any
 
 import dagster as dg
@@ -13,20 +14,48 @@ import pandas as pd
 from pydantic import Field
 
 from pipeline.quality import fmt_ts
-from pipeline.research import SUMMARY_COLUMNS, equity_plot_markdown, frame_table, load_candles, md_table
+from pipeline.research import (
+    SUMMARY_COLUMNS,
+    TRADE_PREVIEW,
+    equity_plot_markdown,
+    frame_table,
+    load_candles,
+    md_table,
+    summary_row,
+)
 from pipeline.resources import StoreResource, UniverseResource
 from pipeline.universe import Universe
 
 OP_NAME = "run_backtest"
 JOB_NAME = "adhoc_backtest"
-TRADE_PREVIEW = ("decision_time", "symbol", "rank", "score", "entry_price", "exit_price", "return_pct",
-                 "max_drawdown", "void")  # fmt: skip
+
+
+def _strategy_enum() -> type[enum.Enum]:
+    """The engine's registered strategies as a config enum: the Launchpad offers them as a list and
+    `validate_run_config` (the daemon) rejects any other name before a run starts."""
+    from engine.strategies import list_strategies
+
+    names = [info.name for info in list_strategies()]
+    return enum.Enum("StrategyName", {n: n for n in names}, type=str)
+
+
+StrategyName = _strategy_enum()
+DEFAULT_STRATEGY = "macd_rsi_confluence" if "macd_rsi_confluence" in StrategyName.__members__ else next(
+    iter(StrategyName.__members__)
+)
+
+
+def strategy_name(value: Any) -> str:
+    """The plain strategy name of a config value (an enum member, or a string)."""
+    return str(value.value if isinstance(value, enum.Enum) else value)
 
 
 class BacktestRequest(dg.Config):
     """A walk-forward backtest request (Launchpad form, or a YAML file in the requests folder)."""
 
-    strategy: str = Field(default="macd_rsi_confluence", description="Strategy name (see the strategy registry).")
+    strategy: StrategyName = Field(  # type: ignore[valid-type]
+        default=StrategyName[DEFAULT_STRATEGY], description="Strategy (the engine's registry)."
+    )
     params: dict[str, Any] = Field(default={}, description="Strategy parameters; omitted ones keep defaults.")
     universe: list[str] = Field(default=[], description="Symbols like ETH/BTC; empty = the configured universe.")
     start: str = Field(default="", description="First decision time (ISO date/time, UTC); empty = after warm-up.")
@@ -49,7 +78,7 @@ def build_engine_objects(req: BacktestRequest, uni: Universe) -> tuple[Any, Any,
     from engine.backtest import WalkForwardConfig
     from engine.strategies import get_strategy
 
-    strategy = get_strategy(req.strategy, dict(req.params))
+    strategy = get_strategy(strategy_name(req.strategy), dict(req.params))
     cfg = WalkForwardConfig(
         start=req.start or None,
         end=req.end or None,
@@ -88,12 +117,12 @@ def run_backtest(
     if key and db.has_request(key):
         context.log.info(f"request {key} was already recorded; nothing to do (exactly once)")
         return dg.Output(-1, metadata={"skipped": "request already recorded", "request_key": key})
-    request = config.model_dump()
+    request = {**config.model_dump(), "strategy": strategy_name(config.strategy)}
     try:
         strategy, cfg, symbols = build_engine_objects(config, uni)
     except ValueError as exc:
         db.record_failed_backtest(
-            strategy=config.strategy or "?", kind=kind, config=request, universe=list(config.universe),
+            strategy=request["strategy"], kind=kind, config=request, universe=list(config.universe),
             error=str(exc), request_key=key,
         )  # fmt: skip
         raise dg.Failure(description=f"invalid backtest request: {exc}") from exc
@@ -117,7 +146,7 @@ def run_backtest(
                                   error=str(exc), request_key=key)  # fmt: skip
         raise dg.Failure(description=f"backtest failed: {exc}") from exc
     context.log.info(f"run {run_id}: {result.summary()}")
-    row = {"strategy": strategy.name, "run_id": run_id, **{k: result.metrics.get(k) for k in SUMMARY_COLUMNS}}
+    row = summary_row(strategy.name, run_id, result.metrics)
     first = result.windows["decision_time"].iloc[0] if len(result.windows) else None
     last = result.windows["decision_time"].iloc[-1] if len(result.windows) else None
     metadata: dict[str, Any] = {

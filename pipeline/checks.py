@@ -14,13 +14,16 @@ import dagster as dg
 import pandas as pd
 
 from pipeline.partitions import group_by_symbol, keys_from_tags
-from pipeline.quality import BAR, fmt_ts, gap_stats, ohlc_problems
+from pipeline.quality import BAR, fmt_ts, gap_stats, jump_times, pct, schema_problem
+from pipeline.research import md_table
 from pipeline.resources import StoreResource, UniverseResource
 from pipeline.universe import Universe, utc_day_bounds
 
 ERROR = dg.AssetCheckSeverity.ERROR
 WARN = dg.AssetCheckSeverity.WARN
 CHECK_NAMES = ("schema", "duplicates", "gaps", "ohlc_sanity", "freshness")
+#: checks that stop downstream steps (and the refresh sensor) when they fail with ERROR severity
+BLOCKING_CHECKS = ("schema", "duplicates", "gaps", "ohlc_sanity")
 
 
 def _scope(
@@ -38,10 +41,8 @@ def _scope(
     return {s: (start, ref) for s in uni.symbols}, f"last {uni.checks.scope_days} days up to {fmt_ts(ref)}"
 
 
-def _table(header: list[str], rows: list[list]) -> dg.MetadataValue:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in rows]
-    return dg.MetadataValue.md("\n".join(lines))
+def _table(rows: list[dict], columns: list[str]) -> dg.MetadataValue:
+    return dg.MetadataValue.md(md_table(rows, columns))
 
 
 def build_candle_checks(
@@ -55,10 +56,11 @@ def build_candle_checks(
                           description="No open time appears twice for a symbol."),
         dg.AssetCheckSpec("gaps", asset="candles", blocking=True,
                           description=f"Missing 5m slots between first and last candle: WARN when any, ERROR "
-                                      f"above {spec.checks.max_missing_share:.0%} of the span."),
+                                      f"above {pct(spec.checks.max_missing_share)} of the span."),
         dg.AssetCheckSpec("ohlc_sanity", asset="candles", blocking=True,
-                          description=f"Finite positive prices, low <= open/close <= high, no close-to-close "
-                                      f"jump above {spec.checks.max_jump:.0%} in 5 minutes."),
+                          description=f"Bars pass the engine schema (finite, > 0, low <= open/close <= high; the rule "
+                                      f"is named) and no close-to-close jump above {pct(spec.checks.max_jump)} in 5 "
+                                      "minutes."),
         dg.AssetCheckSpec("freshness", asset="candles", blocking=False,
                           description=f"Newest candle closed within {spec.checks.freshness_minutes} minutes "
                                       "(of the universe end for a historical universe); WARN when stale."),
@@ -68,8 +70,6 @@ def build_candle_checks(
     def candle_checks(
         context: dg.AssetCheckExecutionContext, store: StoreResource, universe: UniverseResource
     ) -> Iterator[dg.AssetCheckResult]:
-        from engine.schemas import CandleValidationError, validate_candles
-
         uni = universe.load()
         db = store.get()
         scope, scope_text = _scope(context, partitions_def, uni)
@@ -79,16 +79,13 @@ def build_candle_checks(
         base = {"scope": scope_text, "rows_checked": dg.MetadataValue.int(total)}
         context.log.info(f"checking {total} candles ({scope_text})")
 
+        rules = {s: schema_problem(df, s) for s, df in frames.items()}
         if "schema" in selected:
-            bad = {}
-            for s, df in frames.items():
-                try:
-                    validate_candles(df, s)
-                except CandleValidationError as exc:
-                    bad[s] = str(exc).splitlines()[0]
+            bad = {s: r for s, r in rules.items() if r}
             yield dg.AssetCheckResult(
                 check_name="schema", passed=not bad, severity=ERROR,
-                metadata={**base, "failures": _table(["symbol", "rule"], [[s, r] for s, r in bad.items()])},
+                metadata={**base, "failures": _table([{"symbol": s, "rule": r} for s, r in bad.items()],
+                                                     ["symbol", "rule"])},
                 description="all symbols pass" if not bad else f"{len(bad)} symbols break the schema",
             )
 
@@ -106,7 +103,8 @@ def build_candle_checks(
                 g = gap_stats(df["timestamp"])
                 worst = max(worst, g.missing_share)
                 missing += g.missing
-                rows.append([s, len(df), g.missing, g.holes, g.largest_minutes, f"{g.missing_share:.2%}"])
+                rows.append({"symbol": s, "rows": len(df), "missing": g.missing, "holes": g.holes,
+                             "largest (min)": g.largest_minutes, "share": f"{g.missing_share:.2%}"})
             empty = [s for s, df in frames.items() if df.empty]
             too_many = worst > uni.checks.max_missing_share
             yield dg.AssetCheckResult(
@@ -118,31 +116,36 @@ def build_candle_checks(
                     "missing_slots": dg.MetadataValue.int(missing),
                     "worst_missing_share": dg.MetadataValue.float(round(worst, 6)),
                     "symbols_without_data": ", ".join(empty) or "-",
-                    "by_symbol": _table(["symbol", "rows", "missing", "holes", "largest (min)", "share"], rows),
+                    "by_symbol": _table(rows, ["symbol", "rows", "missing", "holes", "largest (min)", "share"]),
                 },
                 description=(
-                    f"worst missing share {worst:.2%} > {uni.checks.max_missing_share:.0%}: data unusable"
+                    f"worst missing share {worst:.2%} > {pct(uni.checks.max_missing_share)}: data unusable"
                     if too_many else f"{missing} missing 5m slots inside the checked ranges"
                 ),
             )
 
         if "ohlc_sanity" in selected:
-            rows, bad_total = [], 0
+            rows, jumps_total = [], 0
             for s, df in frames.items():
-                probs = ohlc_problems(df, uni.checks.max_jump)
-                n = sum(probs.values())
-                bad_total += n
-                if n:
-                    rows.append([s, *probs.values()])
+                # a frame that breaks the schema has no meaningful returns: report the rule instead
+                jumps = jump_times(df, uni.checks.max_jump) if not rules[s] else df["timestamp"].iloc[:0]
+                jumps_total += len(jumps)
+                if rules[s] or len(jumps):
+                    rows.append({"symbol": s, "schema rule": rules[s] or "-", "jumps": len(jumps),
+                                 "first jump": fmt_ts(jumps.iloc[0]) if len(jumps) else "-"})
             yield dg.AssetCheckResult(
-                check_name="ohlc_sanity", passed=bad_total == 0, severity=ERROR,
+                check_name="ohlc_sanity", passed=not rows, severity=ERROR,
                 metadata={
                     **base,
-                    "bad_bars": dg.MetadataValue.int(bad_total),
-                    "problems": _table(
-                        ["symbol", "non_finite", "non_positive", "high<low", "o/c outside", "jumps"], rows
-                    ),
+                    "bad_bars": dg.MetadataValue.int(jumps_total),
+                    "problems": _table(rows, ["symbol", "schema rule", "jumps", "first jump"]),
                 },
+                description=(
+                    "prices consistent, no jumps" if not rows
+                    else f"{len(rows)} symbols: {jumps_total} bars jump more than {pct(uni.checks.max_jump)}"
+                    + (f", {sum(1 for r in rows if r['schema rule'] != '-')} break the price rules"
+                       if any(r["schema rule"] != "-" for r in rows) else "")
+                ),
             )
 
         if "freshness" in selected:
@@ -157,13 +160,14 @@ def build_candle_checks(
                     lag = (ref - (pd.Timestamp(last) + BAR)).total_seconds() / 60
                 if lag is None or lag > uni.checks.freshness_minutes:
                     stale.append(s)
-                rows.append([s, fmt_ts(last), "never" if lag is None else f"{lag:.0f}"])
+                rows.append({"symbol": s, "last open time": fmt_ts(last),
+                             "minutes since close": "never" if lag is None else f"{lag:.0f}"})
             yield dg.AssetCheckResult(
                 check_name="freshness", passed=not stale, severity=WARN,
                 metadata={
                     "reference_time": fmt_ts(ref),
                     "stale_symbols": ", ".join(stale) or "-",
-                    "by_symbol": _table(["symbol", "last open time", "minutes since close"], rows),
+                    "by_symbol": _table(rows, ["symbol", "last open time", "minutes since close"]),
                 },
                 description=(
                     f"{len(stale)} of {len(uni.symbols)} symbols stale (> {uni.checks.freshness_minutes} min)"

@@ -12,37 +12,36 @@ Runs go to the Dagster instance in `$DAGSTER_HOME` (default `dagster_home/`), so
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import warnings
 from datetime import timedelta
-from pathlib import Path
 
-from pipeline.universe import REPO_ROOT
-
-SUMMARY = ("strategy", "run_id", "trade_count", "win_rate", "avg_return", "max_drawdown_aggregated", "total_return")
-
-
-def _table(rows: list[dict], columns: tuple[str, ...]) -> str:
-    from pipeline.research import fmt_value
-
-    cells = [[c for c in columns]] + [[fmt_value(r.get(c), c) for c in columns] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+#: the summary table; avg_return is a per-trade mean, typically a few basis points, so it is shown in bps
+SUMMARY = ("strategy", "run_id", "trade_count", "win_rate", "avg_return_bps", "max_drawdown_aggregated",
+           "total_return")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--universe", help="universe YAML (default: $CRYPTO4H_UNIVERSE or config/universe.yaml)")
     parser.add_argument("--days", type=int, default=30, help="days to backfill for a live universe (default 30)")
-    parser.add_argument("--quiet", action="store_true", help="only print the summary")
+    parser.add_argument("--quiet", action="store_true", help="only print the summary (and errors)")
     args = parser.parse_args(argv)
 
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / "dagster_home")))
-    home.mkdir(parents=True, exist_ok=True)
+    def say(text: str = "") -> None:
+        if not args.quiet:
+            print(text, flush=True)
+
+    from pipeline.backfill import resolve_dagster_home, run_error, run_in_process
+    from pipeline.universe import UniverseConfigError, load_universe
+
+    try:
+        universe = load_universe(args.universe)
+    except UniverseConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    home = resolve_dagster_home()  # absolute, even when DAGSTER_HOME was given relative
     warnings.filterwarnings("ignore")
     t0 = time.monotonic()
 
@@ -51,59 +50,62 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline.definitions import build_defs
     from pipeline.partitions import range_tags
+    from pipeline.research import latest_run, text_table
     from pipeline.sensors import requests_dir
     from pipeline.store import Store
-    from pipeline.universe import load_universe
 
-    universe = load_universe(args.universe)
     requests_dir().mkdir(parents=True, exist_ok=True)  # the request sensor's inbox, ready for YAML specs
     store = Store(url=None)
     store.migrate()
-    print(f"store:    {store!r}")
-    print(f"universe: {universe.name} ({len(universe.symbols)} symbols on {universe.exchange}, "
-          f"provider {universe.provider_kind}) from {universe.source_path}")
-    print(f"dagster:  DAGSTER_HOME={home}")
+    say(f"store:    {store!r}")
+    say(f"universe: {universe.name} ({len(universe.symbols)} symbols on {universe.exchange}, "
+        f"provider {universe.provider_kind}) from {universe.source_path}")  # fmt: skip
+    say(f"dagster:  DAGSTER_HOME={home}")
     defs = build_defs(universe)
-    logs = {"loggers": {"console": {"config": {"log_level": "WARNING" if args.quiet else "INFO"}}}}
+    level = "CRITICAL" if args.quiet else "WARNING"
+    logs = {"loggers": {"console": {"config": {"log_level": level}}}}
     instance = dg.DagsterInstance.get()
 
     last = universe.last_date or pd.Timestamp.now(tz="UTC").date()
     first = universe.start if universe.is_historical else max(universe.start, last - timedelta(days=args.days - 1))
-    print(f"\n[1/2] backfilling {first} .. {last} x {len(universe.symbols)} symbols in one run ...")
+    say(f"\n[1/2] backfilling {first} .. {last} x {len(universe.symbols)} symbols in one run ...")
     t1 = time.monotonic()
-    ingest = defs.resolve_job_def("ingest_candles").execute_in_process(
-        instance=instance, tags=range_tags(universe, first, last), run_config=logs, raise_on_error=False
-    )
+    ingest = run_in_process(defs, instance, range_tags(universe, first, last), log_level=level)
     rows = sum(store.candle_summary(universe.exchange, s)["rows"] for s in universe.symbols)
-    print(f"      run {ingest.run_id[:8]}: {'success' if ingest.success else 'FAILED'} in "
-          f"{time.monotonic() - t1:.1f}s; {rows} candles stored")
+    say(f"      run {ingest.run_id[:8]}: {'success' if ingest.success else 'FAILED'} in "
+        f"{time.monotonic() - t1:.1f}s; {rows} candles stored")  # fmt: skip
     for ev in ingest.get_asset_check_evaluations():
         if not ev.passed:
-            print(f"      check {ev.check_name}: {ev.severity.value} - {ev.description or ''}")
+            say(f"      check {ev.check_name}: {ev.severity.value} - {ev.description or ''}")
     if not ingest.success:
-        print("ingestion failed: open the run in the UI (make ui) for the error", file=sys.stderr)
+        print(f"ingestion failed (run {ingest.run_id}): {run_error(ingest) or 'see the run in the UI (make ui)'}",
+              file=sys.stderr)  # fmt: skip
         return 1
 
-    print("[2/2] materialising features -> rankings, backtests -> performance -> comparison ...")
+    say("[2/2] materialising features -> rankings, backtests -> performance -> comparison ...")
     t2 = time.monotonic()
     refresh = defs.resolve_job_def("refresh_research").execute_in_process(
         instance=instance, run_config=logs, raise_on_error=False
     )
-    print(f"      run {refresh.run_id[:8]}: {'success' if refresh.success else 'FAILED'} in "
-          f"{time.monotonic() - t2:.1f}s")
+    say(f"      run {refresh.run_id[:8]}: {'success' if refresh.success else 'FAILED'} in "
+        f"{time.monotonic() - t2:.1f}s")  # fmt: skip
     if not refresh.success:
-        print("research refresh failed: open the run in the UI (make ui) for the error", file=sys.stderr)
+        print(f"research refresh failed (run {refresh.run_id}): "
+              f"{run_error(refresh) or 'see the run in the UI (make ui)'}", file=sys.stderr)  # fmt: skip
         return 1
 
     summary = []
     for row in store.active_strategies():
-        runs = store.list_backtests(strategy=row["name"], limit=1)
-        if runs.empty:
+        run = latest_run(store, row["name"], "scheduled")
+        if run is None:
             continue
-        run_id = int(runs["id"].iloc[0])
-        summary.append({"strategy": row["name"], "run_id": run_id, **store.backtest_metrics(run_id)})
+        run_id = int(run["id"])
+        metrics = store.backtest_metrics(run_id)
+        avg = metrics.get("avg_return")
+        summary.append({"strategy": row["name"], "run_id": run_id, **metrics,
+                        "avg_return_bps": None if avg is None else avg * 1e4})  # fmt: skip
     print(f"\nWalk-forward backtests ({universe.name}, 4h windows every 2h, 10 bps fee per side):\n")
-    print(_table(summary, SUMMARY))
+    print(text_table(summary, SUMMARY))
     print("\nLatest rankings (next 4 hours):")
     for row in store.active_strategies():
         ranking = store.latest_ranking(row["name"])
@@ -112,11 +114,11 @@ def main(argv: list[str] | None = None) -> int:
             when = ranking["decision_time"].iloc[0]
             print(f"  {row['name']:<22} at {when:%Y-%m-%d %H:%M} UTC -> {', '.join(picks) or '(nothing passes the gates)'}")
     store.dispose()
-    print(f"\ndone in {time.monotonic() - t0:.1f}s. Open the UI (webserver + daemon on 127.0.0.1:3000):\n"
-          "    make ui\n"
-          "then browse Assets (lineage, metadata, plots), Jobs > adhoc_backtest > Launchpad to run your own\n"
-          "backtest, and Automation for the hourly schedule and the sensors. Backtest requests dropped as\n"
-          f"YAML into {requests_dir()} run once (example: config/requests.example/).")
+    say(f"\ndone in {time.monotonic() - t0:.1f}s. Open the UI (webserver + daemon on 127.0.0.1:3000):\n"
+        "    make ui\n"
+        "then browse Assets (lineage, metadata, plots), Jobs > adhoc_backtest > Launchpad to run your own\n"
+        "backtest, and Automation for the hourly schedule and the sensors. Backtest requests dropped as\n"
+        f"YAML into {requests_dir()} run once (example: config/requests.example/).")
     return 0
 
 

@@ -74,17 +74,41 @@ def contiguous_runs(days: Sequence[date]) -> list[tuple[date, date]]:
     return runs
 
 
-def range_tags(universe: Universe, first_day: date, last_day: date) -> dict[str, str]:
-    """Run tags for one run covering `[first_day, last_day]` x every symbol of the universe.
+def range_tags(
+    universe: Universe, first_day: date, last_day: date, symbols: Sequence[str] | None = None
+) -> dict[str, str]:
+    """Run tags for one run covering `[first_day, last_day]` x every symbol of the universe (or of
+    `symbols`, which must be adjacent in the universe order: see `symbol_blocks`).
 
     A range over a multi-partitions definition is the rectangle spanned by its two corner keys, and
     static keys keep the universe order, so first symbol .. last symbol means all symbols.
     """
-    symbols = universe.symbols
+    symbols = list(symbols or universe.symbols)
     return {
         RANGE_START_TAG: str(partition_key(first_day, symbols[0])),
         RANGE_END_TAG: str(partition_key(last_day, symbols[-1])),
     }
+
+
+def symbol_blocks(universe: Universe, symbols: Iterable[str]) -> list[list[str]]:
+    """`symbols` split into runs of symbols adjacent in the universe order: each block is one range run.
+
+    Raises ValueError for a symbol outside the universe.
+    """
+    wanted = set(symbols)
+    unknown = sorted(wanted - set(universe.symbols))
+    if unknown:
+        raise ValueError(f"symbols {unknown} are not in universe {universe.name!r}; known: {list(universe.symbols)}")
+    blocks: list[list[str]] = []
+    previous_selected = False
+    for symbol in universe.symbols:
+        if symbol in wanted:
+            if previous_selected:
+                blocks[-1].append(symbol)
+            else:
+                blocks.append([symbol])
+        previous_selected = symbol in wanted
+    return blocks
 
 
 def keys_from_tags(

@@ -1,6 +1,8 @@
 """Data-quality measures on stored 5m candles, shared by the candle asset's metadata and the checks.
 
-These are facts about the data (holes, duplicates, broken bars, age), not trading logic.
+These are facts about the data (holes, jumps, age), not trading logic; the candle contract itself
+(finite positive prices, low <= open/close <= high, sorted unique 5m open times) is the engine schema's,
+reused here rather than restated. `blocking_problems` is what the candle asset checks before it writes.
 """
 
 from __future__ import annotations
@@ -51,23 +53,73 @@ def gap_stats(timestamps: pd.Series) -> GapStats:
     return GapStats(int(holes.sum()), int(len(holes)), largest, span)
 
 
-def ohlc_problems(df: pd.DataFrame, max_jump: float) -> dict[str, int]:
-    """Counts of bars breaking OHLC invariants, and of close-to-close jumps above `max_jump`."""
-    if df.empty:
-        return {"non_finite": 0, "non_positive": 0, "high_low": 0, "open_close_outside": 0, "jumps": 0}
-    px = df[["open", "high", "low", "close"]].to_numpy(dtype=float)
-    vol = df["volume"].to_numpy(dtype=float)
-    finite = np.isfinite(px).all(axis=1) & np.isfinite(vol)
-    o, h, lo, c = px.T
-    close = pd.Series(c)
-    jumps = (close / close.shift(1) - 1).abs() > max_jump
-    return {
-        "non_finite": int((~finite).sum()),
-        "non_positive": int(((px <= 0).any(axis=1) | (vol < 0)).sum()),
-        "high_low": int((h < lo).sum()),
-        "open_close_outside": int(((h < np.maximum(o, c)) | (lo > np.minimum(o, c))).sum()),
-        "jumps": int(jumps.sum()),
-    }
+def jump_times(df: pd.DataFrame, max_jump: float) -> pd.Series:
+    """Open times of bars whose close moved more than `max_jump` (a share) from the previous row's close.
+
+    The engine schema already rejects non-finite, non-positive and inconsistent bars; a jump is the one
+    OHLC rule it cannot see, because each bar on its own is valid.
+    """
+    if len(df) < 2:
+        return df["timestamp"].iloc[:0]
+    close = df["close"].astype(float)
+    moved = (close / close.shift(1) - 1).abs() > max_jump
+    return df.loc[moved.to_numpy(), "timestamp"]
+
+
+def schema_problem(df: pd.DataFrame, symbol: str | None = None) -> str | None:
+    """The first engine-schema rule a frame breaks (None when it passes or is empty).
+
+    `candles_look_valid` is the engine's fast yes/no; only on "no" the pandera schema runs for the rule.
+    """
+    from engine.schemas import CandleValidationError, candles_look_valid, validate_candles
+
+    if df.empty or candles_look_valid(df):
+        return None
+    try:
+        validate_candles(df, symbol)
+    except CandleValidationError as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+def merge_candles(stored: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """What the store holds after upserting `new` over `stored` (same open time: `new` wins)."""
+    from engine.schemas import CANDLE_COLUMNS, empty_candles
+
+    frames = [f.loc[:, list(CANDLE_COLUMNS)] for f in (stored, new) if len(f)]
+    if not frames:
+        return empty_candles()
+    if len(frames) == 1:
+        return frames[0].reset_index(drop=True)
+    merged = pd.concat(frames, ignore_index=True).drop_duplicates("timestamp", keep="last")
+    return merged.sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+def blocking_problems(df: pd.DataFrame, symbol: str, *, max_missing_share: float, max_jump: float) -> list[str]:
+    """Why candles would fail a blocking check with ERROR severity (schema, missing share, jumps); [] = ok.
+
+    The same measures as `pipeline.checks`, so the candle asset can refuse data before writing it.
+    """
+    problems = []
+    rule = schema_problem(df, symbol)
+    if rule:
+        problems.append(f"engine schema: {rule}")
+    gaps = gap_stats(df["timestamp"])
+    if gaps.missing_share > max_missing_share:
+        problems.append(
+            f"{gaps.missing} of {gaps.span} 5m slots missing ({gaps.missing_share:.1%} > {pct(max_missing_share)})"
+        )
+    jumps = jump_times(df, max_jump) if rule is None else df["timestamp"].iloc[:0]
+    if len(jumps):
+        problems.append(
+            f"{len(jumps)} close-to-close jumps above {pct(max_jump)} in 5 minutes (first at {fmt_ts(jumps.iloc[0])})"
+        )
+    return problems
+
+
+def pct(share: float) -> str:
+    """A limit as a percentage without losing small values: 0.5 -> '50%', 0.001 -> '0.1%'."""
+    return f"{share * 100:g}%"
 
 
 def fmt_ts(ts: pd.Timestamp | None) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -21,6 +22,9 @@ SUMMARY_COLUMNS = (
     "trade_count", "coverage", "win_rate", "avg_return", "median_return", "profit_factor",
     "max_drawdown_trade", "max_drawdown_aggregated", "total_return", "exposure", "turnover",
 )  # fmt: skip
+#: columns of the trade previews in asset/op metadata
+TRADE_PREVIEW = ("decision_time", "symbol", "rank", "score", "entry_price", "exit_price", "return_pct",
+                 "max_drawdown", "weight", "void")  # fmt: skip
 PERCENT_COLUMNS = {
     "coverage", "win_rate", "avg_return", "median_return", "max_drawdown_trade", "max_drawdown_aggregated",
     "total_return", "exposure", "return_pct", "max_drawdown", "mean_window_return", "weight",
@@ -76,6 +80,23 @@ def active_strategies(db: Any) -> list[dict[str, Any]]:
     return db.active_strategies()
 
 
+def latest_run(db: Any, strategy: str, kind: str) -> pd.Series | None:
+    """The newest successful run of `strategy` of `kind` (None when there is none), queried directly so
+    that any number of newer ad-hoc or failed runs cannot hide it."""
+    runs = db.list_backtests(strategy=strategy, limit=1, kind=kind, status="success")
+    return None if runs.empty else runs.iloc[0]
+
+
+def stored_walk_forward_config(config: Mapping[str, Any] | None) -> Any:
+    """The engine's `WalkForwardConfig` of a stored run (the stored dict also holds strategy/params)."""
+    from engine.backtest import WalkForwardConfig
+
+    if isinstance(config, str):
+        config = json.loads(config)
+    fields = set(WalkForwardConfig.__dataclass_fields__)
+    return WalkForwardConfig.from_dict({k: v for k, v in (config or {}).items() if k in fields})
+
+
 def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """The store keeps numeric metrics only; labels like `strategy` are already in the run row."""
     return {k: v for k, v in metrics.items() if not isinstance(v, str)}
@@ -113,7 +134,8 @@ def record_result(
 
 
 def fmt_value(value: Any, column: str = "") -> str:
-    """Human text for a metric cell: percentages for returns and shares, 4 digits otherwise."""
+    """Human text for a metric cell: percentages for returns and shares, one decimal for basis points
+    (`*_bps` columns), 4 significant digits otherwise."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "-"
     if isinstance(value, pd.Timestamp):
@@ -121,7 +143,9 @@ def fmt_value(value: Any, column: str = "") -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.2%}" if column in PERCENT_COLUMNS else f"{value:.4g}"
+        if column in PERCENT_COLUMNS:
+            return f"{value:.2%}"
+        return f"{value:.1f}" if column.endswith("_bps") else f"{value:.4g}"
     text = str(value).replace("|", "/").replace("\n", " ")
     return text if len(text) <= 120 else text[:117] + "..."
 
@@ -131,6 +155,15 @@ def md_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         lines.append("| " + " | ".join(fmt_value(row.get(c), c) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def text_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """The same cells as `md_table`, aligned as plain text for terminals (the demo's summary)."""
+    cells = [list(columns)] + [[fmt_value(r.get(c), c) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 

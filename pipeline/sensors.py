@@ -2,13 +2,17 @@
 
 1. `refresh_after_candles` watches `candles` materialisations. For each ingestion run that has finished
    it launches `refresh_research` once (run key = the ingestion run id). A failed ingestion run (e.g.
-   a blocking check failed) launches nothing: bad data does not flow into rankings. Runs still in
-   progress are waited for (the cursor does not pass them), and nothing is launched when rankings were
-   already materialised after those candles (e.g. a full-graph run or the demo).
+   a blocking check failed) launches nothing: bad data does not flow into rankings. Nothing is launched
+   either while the latest ingestion run failed or while the latest evaluation of a blocking candle check
+   failed with ERROR severity (also when the checks were executed on their own): the sensor waits with
+   its cursor unchanged and says why in the tick. Runs still in progress are waited for (the cursor does
+   not pass them), and nothing is launched when rankings were already materialised after those candles
+   (e.g. a full-graph run or the demo).
 2. `backtest_requests` reads `*.yaml` specs from `$CRYPTO4H_REQUESTS_DIR` (default `data/requests`). Each
    file content launches `adhoc_backtest` exactly once: run key = file name + content hash, the cursor
    remembers what was seen, and the job skips a request key the store already holds. Invalid specs are
-   reported in the tick (skip reason and log) and not retried until the file changes.
+   not retried until the file changes; the cursor keeps their content hash and error, so every tick's
+   skip reason (and log) repeats them until the file is fixed or removed.
 """
 
 
@@ -22,7 +26,14 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from pipeline.adhoc import BacktestRequest, adhoc_backtest, build_engine_objects, request_run_config
+from pipeline.adhoc import (
+    BacktestRequest,
+    StrategyName,
+    adhoc_backtest,
+    build_engine_objects,
+    request_run_config,
+)
+from pipeline.checks import BLOCKING_CHECKS
 from pipeline.jobs import INGEST_JOB, REFRESH_JOB, refresh_job
 from pipeline.universe import REPO_ROOT, Universe
 
@@ -31,6 +42,7 @@ DEFAULT_REQUESTS_DIR = REPO_ROOT / "data" / "requests"
 CANDLES = dg.AssetKey("candles")
 RANKINGS = dg.AssetKey("rankings")
 BATCH = 1000
+MAX_ERROR_CHARS = 500  # per invalid request file kept in the cursor
 
 
 class RequestSpecError(ValueError):
@@ -60,6 +72,10 @@ def parse_request(text: str | bytes, request_key: str, universe: Universe) -> Ba
         if k == "universe" and isinstance(v, str):
             v = [s.strip() for s in v.split(",") if s.strip()]
         clean[str(k)] = v
+    if "strategy" in clean and str(clean["strategy"]) not in StrategyName.__members__:
+        raise RequestSpecError(
+            f"unknown strategy {clean['strategy']!r}; valid strategies: {sorted(StrategyName.__members__)}"
+        )
     try:
         req = BacktestRequest(**clean, request_key=request_key)
     except Exception as exc:  # noqa: BLE001 - pydantic/dagster validation errors, reported as text
@@ -83,25 +99,39 @@ def build_request_sensor(universe: Universe) -> dg.SensorDefinition:
         folder = requests_dir()
         if not folder.is_dir():
             return dg.SkipReason(f"requests folder {folder} does not exist (create it and drop *.yaml specs)")
-        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        # cursor: {file name: content hash} for launched files, {file name: {"sha", "error"}} for invalid ones
+        seen: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
         runs, problems = [], []
-        for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        paths = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+        present = {p.name for p in paths}
+        for name in [n for n, v in seen.items() if isinstance(v, dict) and n not in present]:
+            del seen[name]  # an invalid file was removed: stop reporting it
+        for path in paths:
             try:
                 content = path.read_bytes()
             except OSError as exc:
+                context.log.warning(f"backtest request {path} is unreadable: {exc}")
                 problems.append(f"{path.name}: unreadable ({exc})")
                 continue
             digest = hashlib.sha256(content).hexdigest()[:16]
-            if seen.get(path.name) == digest:
+            prev = seen.get(path.name)
+            if isinstance(prev, dict) and prev.get("sha") == digest:
+                problem = f"{path.name}: {prev.get('error', 'invalid')} (unchanged since it was rejected)"
+                context.log.info(f"invalid backtest request {problem}")
+                problems.append(problem)
                 continue
-            seen[path.name] = digest
+            if prev == digest:
+                continue
             key = f"{path.name}:{digest}"
             try:
                 req = parse_request(content, key, universe)
             except RequestSpecError as exc:
-                context.log.warning(f"invalid backtest request {path}: {exc}")
-                problems.append(f"{path.name}: {exc}")
+                error = str(exc)[:MAX_ERROR_CHARS]
+                seen[path.name] = {"sha": digest, "error": error}
+                context.log.warning(f"invalid backtest request {path}: {error}")
+                problems.append(f"{path.name}: {error}")
                 continue
+            seen[path.name] = digest
             runs.append(
                 dg.RunRequest(
                     run_key=key,
@@ -111,8 +141,6 @@ def build_request_sensor(universe: Universe) -> dg.SensorDefinition:
             )
         cursor = json.dumps(seen, sort_keys=True)
         if runs:
-            for p in problems:
-                context.log.warning(p)
             return dg.SensorResult(run_requests=runs, cursor=cursor)
         reason = "; ".join(f"invalid {p}" for p in problems) if problems else "no new backtest requests"
         return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor)
@@ -139,6 +167,30 @@ def _busy(instance: dg.DagsterInstance) -> str | None:
     return None
 
 
+def _blocked(instance: dg.DagsterInstance) -> str | None:
+    """Why research must not refresh now: the latest ingestion failed, or the latest evaluation of a
+    blocking candle check failed with ERROR severity (its data is in the store but unusable)."""
+    # not re-exported by `dagster` 1.13; the storage API below is what the UI's check history uses
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as Status
+
+    planned = instance.get_latest_planned_materialization_info(CANDLES)
+    run = instance.get_run_by_id(planned.run_id) if planned is not None else None
+    if run is not None and run.status == dg.DagsterRunStatus.FAILURE:
+        return f"the latest ingestion run {run.run_id[:8]} ended in {run.status.value}; fix the cause and ingest again"
+    done = {Status.SUCCEEDED, Status.FAILED}
+    for name in BLOCKING_CHECKS:
+        key = dg.AssetCheckKey(CANDLES, name)
+        records = instance.event_log_storage.get_asset_check_execution_history(key, limit=1, status=done)
+        if not records or records[0].status != Status.FAILED or records[0].event is None:
+            continue
+        evaluation = records[0].event.dagster_event.event_specific_data
+        if getattr(evaluation, "severity", None) == dg.AssetCheckSeverity.ERROR:
+            why = getattr(evaluation, "description", None) or "failed"
+            return (f"the latest '{name}' check on candles (run {records[0].run_id[:8]}) failed: {why}; "
+                    "repair the data, then ingest or re-execute the checks")  # fmt: skip
+    return None
+
+
 def build_refresh_sensor() -> dg.SensorDefinition:
     """The candles -> research refresh sensor (built in `build_defs`, like the others)."""
 
@@ -160,6 +212,10 @@ def build_refresh_sensor() -> dg.SensorDefinition:
         busy = _busy(instance)
         if busy:  # one refresh per burst of ingestion (backfills, overlapping ticks); cursor stays put
             return dg.SkipReason(f"waiting: {busy}")
+        blocked = _blocked(instance)
+        if blocked:  # bad or missing data must not reach rankings/backtests; cursor stays put
+            context.log.warning(f"not refreshing research: {blocked}")
+            return dg.SkipReason(f"blocked: {blocked}")
         runs: dict[str, tuple[int, float]] = {}
         for rec in result.records:
             runs[rec.run_id] = (rec.storage_id, rec.timestamp)  # ascending: last one wins

@@ -3,11 +3,14 @@
 It lives in a YAML file (env `CRYPTO4H_UNIVERSE`, default `config/universe.yaml`) because the symbol
 list decides the static partition keys of `candles`: it must be known when the code location loads, and
 a reviewed file is a better home for it than a resource field. Validation happens here, at load, so a
-typo in the file fails with a message naming the file and the field rather than deep inside a run.
+typo in the file fails with a message naming the file and the field rather than deep inside a run. That
+includes the provider: it is built once from `provider.options` (no network), so an unknown or bad
+option fails `dagster definitions validate` and the code-location load, not the first run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -18,11 +21,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from engine.data import PROVIDER_KINDS, ProviderError, make_provider
+
 ENV_VAR = "CRYPTO4H_UNIVERSE"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_UNIVERSE_PATH = REPO_ROOT / "config" / "universe.yaml"
-#: provider kinds the engine registry knows; checked here so config errors surface at load time
-KNOWN_PROVIDER_KINDS = ("synthetic", "files", "ccxt", "nobitex")
 
 _SYMBOL_PART = re.compile(r"^[A-Z0-9][A-Z0-9._]*$")
 _ALLOWED_KEYS = {"name", "description", "exchange", "provider", "symbols", "start", "end", "checks"}
@@ -148,8 +151,36 @@ def _substitute(value: Any) -> Any:
     return value
 
 
-def universe_from_dict(data: Any, path: Path | None = None) -> Universe:
-    """Validate a parsed universe document; every error names the field to fix."""
+def check_provider_options(kind: str, options: dict[str, Any], path: Path | None = None) -> None:
+    """Build the provider once (constructors do no network I/O) so bad options fail at load time.
+
+    Raises UniverseConfigError naming the file, the provider kind and the option to fix.
+    """
+    key = (kind, json.dumps(options, sort_keys=True, default=str))
+    if key in _CHECKED_PROVIDERS:
+        return
+    try:
+        make_provider(kind, **options)
+    except TypeError as exc:  # unknown or missing constructor argument
+        bad = _UNEXPECTED.search(str(exc))
+        what = f"unknown option {bad.group(1)!r}" if bad else str(exc).split(") ", 1)[-1]
+        raise _fail(
+            path, f"provider.options for kind {kind!r}: {what} (see the {kind} provider in engine/data)"
+        ) from exc
+    except (ValueError, ProviderError) as exc:
+        raise _fail(path, f"provider.options for kind {kind!r} are rejected: {exc}") from exc
+    _CHECKED_PROVIDERS.add(key)
+
+
+_UNEXPECTED = re.compile(r"unexpected keyword argument '([^']+)'")
+_CHECKED_PROVIDERS: set[tuple[str, str]] = set()
+
+
+def universe_from_dict(data: Any, path: Path | None = None, *, check_provider: bool = True) -> Universe:
+    """Validate a parsed universe document; every error names the field to fix.
+
+    `check_provider` builds the provider once to validate its options (see `check_provider_options`).
+    """
     if not isinstance(data, dict):
         raise _fail(path, "expected a mapping with exchange, provider, symbols and start")
     unknown = sorted(set(data) - _ALLOWED_KEYS)
@@ -162,10 +193,10 @@ def universe_from_dict(data: Any, path: Path | None = None) -> Universe:
     if isinstance(provider, str):
         provider = {"kind": provider}
     if not isinstance(provider, dict) or "kind" not in provider:
-        raise _fail(path, f"'provider' must be a mapping with 'kind' (one of {list(KNOWN_PROVIDER_KINDS)})")
+        raise _fail(path, f"'provider' must be a mapping with 'kind' (one of {list(PROVIDER_KINDS)})")
     kind = provider["kind"]
-    if kind not in KNOWN_PROVIDER_KINDS:
-        raise _fail(path, f"unknown provider kind {kind!r}; valid kinds: {list(KNOWN_PROVIDER_KINDS)}")
+    if kind not in PROVIDER_KINDS:
+        raise _fail(path, f"unknown provider kind {kind!r}; valid kinds: {list(PROVIDER_KINDS)}")
     options = provider.get("options") or {}
     if not isinstance(options, dict):
         raise _fail(path, "'provider.options' must be a mapping")
@@ -192,12 +223,15 @@ def universe_from_dict(data: Any, path: Path | None = None) -> Universe:
         checks = CheckSettings(**{k: type(getattr(CheckSettings, k))(v) for k, v in checks_raw.items()})
     except (TypeError, ValueError) as exc:
         raise _fail(path, f"bad 'checks' value: {exc}") from exc
+    options = _substitute(options)
+    if check_provider:
+        check_provider_options(kind, options, path)
     return Universe(
         name=str(data.get("name") or (path.stem if path else "universe")),
         description=str(data.get("description") or ""),
         exchange=exchange.strip(),
         provider_kind=kind,
-        provider_options=_substitute(options),
+        provider_options=options,
         symbols=symbols,
         start=start,
         end=end,

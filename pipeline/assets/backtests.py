@@ -14,21 +14,22 @@ from pydantic import Field
 from pipeline.quality import fmt_ts
 from pipeline.research import (
     SUMMARY_COLUMNS,
+    TRADE_PREVIEW,
     active_strategies,
     curve_from_windows,
     equity_plot_markdown,
     frame_table,
+    latest_run,
     load_candles,
     md_table,
     record_result,
+    stored_walk_forward_config,
     summary_row,
 )
 from pipeline.resources import StoreResource, UniverseResource
 
 GROUP = "research"
 SCHEDULED_KIND = "scheduled"
-TRADE_PREVIEW = ("decision_time", "symbol", "rank", "score", "entry_price", "exit_price", "return_pct",
-                 "max_drawdown", "weight", "void")  # fmt: skip
 STAT_COLUMNS = (
     "mean_window_return", "mean_window_return_ci_low", "mean_window_return_ci_high", "null_mean_window_return",
     "null_p_value", "benchmark_mean_window_return", "rank_ic_mean", "break_even_fee_bps",
@@ -45,19 +46,6 @@ class BacktestsConfig(dg.Config):
     slippage_bps: float = Field(default=0, ge=0, description="Slippage per side, basis points.")
     max_positions: int = Field(default=3, ge=1, description="Symbols held per window.")
     warmup_bars: int = Field(default=0, ge=0, description="Closed feature bars needed; 0 = engine default.")
-
-
-def _latest_run(db, strategy: str, kind: str = SCHEDULED_KIND) -> pd.Series | None:
-    runs = db.list_backtests(strategy=strategy, limit=50)
-    runs = runs[(runs["kind"] == kind) & (runs["status"] == "success")]
-    return None if runs.empty else runs.iloc[0]
-
-
-def _sleeve_factor(config: dict) -> float:
-    try:
-        return min(1.0, float(config["shift_hours"]) / float(config["window_hours"]))
-    except (KeyError, TypeError, ValueError, ZeroDivisionError):
-        return 0.5
 
 
 @dg.asset(
@@ -152,7 +140,7 @@ def strategy_performance(
     rows, stats = [], []
     for row in active_strategies(db):
         name = row["name"]
-        run = _latest_run(db, name)
+        run = latest_run(db, name, SCHEDULED_KIND)
         if run is None:
             context.log.warning(f"{name}: no successful scheduled backtest yet")
             continue
@@ -187,7 +175,7 @@ def strategy_comparison(context: dg.AssetExecutionContext, store: StoreResource)
     rows, curves, previews = [], {}, []
     for row in active_strategies(db):
         name = row["name"]
-        run = _latest_run(db, name)
+        run = latest_run(db, name, SCHEDULED_KIND)
         if run is None:
             continue
         run_id = int(run["id"])
@@ -196,8 +184,8 @@ def strategy_comparison(context: dg.AssetExecutionContext, store: StoreResource)
                      "mean_window_return": metrics.get("mean_window_return"),
                      "null_p_value": metrics.get("null_p_value"),
                      "break_even_fee_bps": metrics.get("break_even_fee_bps")})
-        config = run["config"] if isinstance(run["config"], dict) else {}
-        curves[name] = curve_from_windows(db.backtest_windows(run_id), _sleeve_factor(config))
+        cfg = stored_walk_forward_config(run["config"])
+        curves[name] = curve_from_windows(db.backtest_windows(run_id), cfg.sleeve_factor)
         trades = db.backtest_trades(run_id)
         previews.append(f"**{name}** (last 5 trades)\n\n" + frame_table(trades.tail(5), TRADE_PREVIEW))
     if not rows:

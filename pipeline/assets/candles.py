@@ -2,9 +2,12 @@
 
 One run can cover many partitions (`BackfillPolicy.single_run()`): the hourly tick (today x all
 symbols) and CLI/UI backfills become one process instead of hundreds of runs. Within a run every
-partition is fetched and validated *before* anything is written, and all symbols are then upserted in
-one transaction, so a provider, validation or database failure leaves the store untouched for the
-whole partition set. Upserts are idempotent: re-running a partition rewrites the same rows.
+partition is fetched and validated *before* anything is written: the engine schema, and the blocking
+quality limits of the universe file (`checks.max_missing_share`, `checks.max_jump`) measured on what the
+store would hold after the write (stored rows of those days merged with the fetched ones). All symbols
+are then upserted in one transaction, so a provider, validation, quality or database failure leaves the
+store untouched for the whole partition set. Upserts are idempotent: re-running a partition rewrites the
+same rows.
 """
 
 
@@ -15,27 +18,65 @@ import dagster as dg
 import pandas as pd
 
 from pipeline.partitions import contiguous_runs, group_by_symbol, partition_key
-from pipeline.quality import expected_slots, fmt_ts, gap_stats
+from pipeline.quality import blocking_problems, expected_slots, fmt_ts, gap_stats, merge_candles, pct
+from pipeline.research import md_table
 from pipeline.resources import MarketDataResource, StoreResource, UniverseResource
 from pipeline.universe import Universe, utc_day_bounds
 
 GROUP = "market_data"
+#: width of `candles.source` in the store (VARCHAR(64)); longer text fails on PostgreSQL
+SOURCE_MAX_CHARS = 64
+SYNTHETIC_MARK = " (SYNTHETIC)"
 
 
-def _fetch_symbol(provider, symbol: str, days: list[date], now: pd.Timestamp) -> pd.DataFrame:
-    """All candles of `symbol` for `days`, one provider call per run of consecutive days."""
-    from engine.schemas import empty_candles, validate_candles
+def stored_source(provider) -> str:
+    """The short source label stored with every candle: `kind:exchange`, marked when synthetic.
 
-    frames = []
+    `provider.describe()` can be long (a file root, retry limits) and goes to the asset metadata instead.
+    The result never exceeds `SOURCE_MAX_CHARS`; a synthetic marker survives truncation.
+    """
+    label = f"{provider.kind or type(provider).__name__}:{provider.exchange}"
+    mark = SYNTHETIC_MARK if provider.synthetic and "synthetic" not in label.lower() else ""
+    if len(label) + len(mark) > SOURCE_MAX_CHARS:
+        label = label[: SOURCE_MAX_CHARS - len(mark)]
+    return label + mark
+
+
+def _fetch_symbol(
+    provider, symbol: str, days: list[date], now: pd.Timestamp
+) -> list[tuple[pd.Timestamp, pd.Timestamp, pd.DataFrame]]:
+    """`(start, end, candles)` per run of consecutive days of `symbol`: one provider call each, validated."""
+    from engine.schemas import validate_candles
+
+    segments = []
     for first, last in contiguous_runs(days):
         start, _ = utc_day_bounds(first)
         _, end = utc_day_bounds(last)
-        frames.append(provider.fetch_ohlcv(symbol, start, end, now=now))
+        df = provider.fetch_ohlcv(symbol, start, end, now=now)
+        segments.append((start, end, validate_candles(df.reset_index(drop=True), symbol)))
+    return segments
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Segments of one symbol (disjoint, in day order) as one frame."""
+    from engine.schemas import empty_candles
+
     frames = [f for f in frames if len(f)]
     if not frames:
         return empty_candles()
-    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
-    return validate_candles(df, symbol)
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def _quality_problems(db, uni: Universe, symbol: str, segments) -> list[str]:
+    """Blocking-check breaches of what the store would hold for these days after the upsert."""
+    out = []
+    for start, end, df in segments:
+        after = merge_candles(db.read_candles(uni.exchange, symbol, start=start, end=end), df)
+        for problem in blocking_problems(
+            after, symbol, max_missing_share=uni.checks.max_missing_share, max_jump=uni.checks.max_jump
+        ):
+            out.append(f"{symbol} {start.date()}..{(end - pd.Timedelta(days=1)).date()}: {problem}")
+    return out
 
 
 def _day_metadata(df: pd.DataFrame, day: date, now: pd.Timestamp, universe: Universe, source: str) -> dict:
@@ -81,13 +122,23 @@ def build_candles_asset(spec: Universe, partitions_def: dg.PartitionsDefinition)
         from engine.schemas import CandleValidationError
 
         uni = universe.load()
-        provider = market_data.provider(uni)
-        source = provider.describe()
+        try:
+            provider = market_data.provider(uni)
+        except (TypeError, ValueError, ProviderError) as exc:
+            where = (f"the market_data resource config (kind={market_data.kind!r})" if market_data.kind
+                     else f"provider.options in {uni.source_path}")  # fmt: skip
+            raise dg.Failure(
+                description=f"cannot build the {market_data.kind or uni.provider_kind!r} market-data provider; "
+                f"fix {where}: {exc}",
+                allow_retries=False,
+            ) from exc
+        description = provider.describe()
+        source = stored_source(provider)
         now = pd.Timestamp.now(tz="UTC")
         by_symbol = group_by_symbol(context.partition_keys)
         n_parts = sum(len(d) for d in by_symbol.values())
         context.log.info(
-            f"ingesting {n_parts} partitions ({len(by_symbol)} symbols) from {source} into exchange "
+            f"ingesting {n_parts} partitions ({len(by_symbol)} symbols) from {description} into exchange "
             f"{uni.exchange!r}"
         )
         if provider.synthetic:
@@ -102,55 +153,82 @@ def build_candles_asset(spec: Universe, partitions_def: dg.PartitionsDefinition)
             )
 
         # 1) fetch + validate everything; nothing is written if any partition fails
-        fetched: dict[str, pd.DataFrame] = {}
+        segments: dict[str, list] = {}
         t0 = time.monotonic()
         for i, (symbol, days) in enumerate(sorted(by_symbol.items()), 1):
             try:
-                fetched[symbol] = _fetch_symbol(provider, symbol, days, now)
+                segments[symbol] = _fetch_symbol(provider, symbol, days, now)
             except (ProviderError, CandleValidationError) as exc:
                 raise dg.Failure(
                     description=(
-                        f"fetching {symbol} ({days[0]}..{days[-1]}) from {source} failed; nothing was "
+                        f"fetching {symbol} ({days[0]}..{days[-1]}) from {description} failed; nothing was "
                         f"written for this run's {n_parts} partitions: {exc}"
                     ),
                     metadata={"symbol": symbol, "error": str(exc)[:2000]},
                 ) from exc
-            context.log.info(f"[{i}/{len(by_symbol)}] {symbol}: fetched {len(fetched[symbol])} candles")
+            n = sum(len(df) for _, _, df in segments[symbol])
+            context.log.info(f"[{i}/{len(by_symbol)}] {symbol}: fetched {n} candles")
         fetch_s = time.monotonic() - t0
 
-        # 2) write: every symbol in ONE transaction, idempotent upserts
+        # 2) the blocking checks' limits, on what the store would hold after the write
         db = store.get()
+        problems = [p for symbol, segs in sorted(segments.items()) for p in _quality_problems(db, uni, symbol, segs)]
+        if problems:
+            raise dg.Failure(
+                description=(
+                    f"{len(problems)} quality problems (limits: 'checks' in {uni.source_path}: max_jump "
+                    f"{pct(uni.checks.max_jump)}, max_missing_share {pct(uni.checks.max_missing_share)}); "
+                    f"nothing was written for this run's {n_parts} partitions:\n- " + "\n- ".join(problems)
+                ),
+                metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems))},
+                allow_retries=False,
+            )
+        fetched = {s: _concat([df for _, _, df in segs]) for s, segs in segments.items()}
+
+        # 3) write: every symbol in ONE transaction, idempotent upserts
+        t1 = time.monotonic()
         rows = db.upsert_candles_many(
             {s: df for s, df in fetched.items() if len(df)},
             exchange=uni.exchange, source=source, synthetic=provider.synthetic,
         )  # fmt: skip
-        write_s = time.monotonic() - t0 - fetch_s
+        write_s = time.monotonic() - t1
 
-        # 3) per-partition metadata (rows, first/last, gaps, source)
+        # 4) per-partition metadata (rows, first/last, gaps, source); the run summary is ONE observation
         summary = []
         for symbol, days in sorted(by_symbol.items()):
             df = fetched[symbol]
             for day in days:
-                meta = _day_metadata(df, day, now, uni, source)
+                meta = _day_metadata(df, day, now, uni, description)
+                meta["stored_source"] = source
                 context.add_asset_metadata(meta, partition_key=partition_key(day, symbol))
-            g = gap_stats(df["timestamp"])
-            summary.append(
-                f"| {symbol} | {days[0]} .. {days[-1]} | {len(df)} | "
-                f"{fmt_ts(df['timestamp'].iloc[0]) if len(df) else '-'} | "
-                f"{fmt_ts(df['timestamp'].iloc[-1]) if len(df) else '-'} | {g.missing} |"
-            )
-        table = "| symbol | days | rows | first | last | gaps (5m slots) |\n|---|---|---|---|---|---|\n"
+            summary.append({
+                "symbol": symbol, "days": f"{days[0]} .. {days[-1]}", "rows": len(df),
+                "first": fmt_ts(df["timestamp"].iloc[0]) if len(df) else "-",
+                "last": fmt_ts(df["timestamp"].iloc[-1]) if len(df) else "-",
+                "gaps (5m slots)": gap_stats(df["timestamp"]).missing,
+            })  # fmt: skip
+        table = md_table(summary, ["symbol", "days", "rows", "first", "last", "gaps (5m slots)"])
         label = "SYNTHETIC (generated, not market data)" if provider.synthetic else "real market data"
+        context.log.info(f"wrote {rows} candles for {n_parts} partitions in {write_s:.2f}s\n{table}")
+        context.log_event(
+            dg.AssetObservation(
+                asset_key="candles",
+                description=f"ingestion run summary: {n_parts} partitions, {rows} candles",
+                metadata={
+                    "run_summary": dg.MetadataValue.md(table),
+                    "provider": description,
+                    "fetch_seconds": dg.MetadataValue.float(round(fetch_s, 3)),
+                    "write_seconds": dg.MetadataValue.float(round(write_s, 3)),
+                },
+            )
+        )
+        # small run context on each partition's event; the table above is not copied onto every partition
         return dg.MaterializeResult(
             metadata={
                 "run_rows": dg.MetadataValue.int(rows),
                 "run_partitions": dg.MetadataValue.int(n_parts),
-                "run_symbols": dg.MetadataValue.int(len(by_symbol)),
                 "synthetic": dg.MetadataValue.bool(bool(provider.synthetic)),
                 "data_label": label,
-                "fetch_seconds": dg.MetadataValue.float(round(fetch_s, 3)),
-                "write_seconds": dg.MetadataValue.float(round(write_s, 3)),
-                "run_summary": dg.MetadataValue.md(table + "\n".join(summary)),
             }
         )
 

@@ -97,29 +97,127 @@ def _full_selection() -> dg.AssetSelection:
     return dg.AssetSelection.assets("candles", "features", "rankings")
 
 
-def test_blocking_gap_check_stops_downstream_assets(env, defs_and_store) -> None:
-    defs, _ = defs_and_store
+def _failure_text(result: dg.ExecuteInProcessResult) -> str:
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    return str(failure.step_failure_data.error)
+
+
+def test_gappy_data_is_refused_before_anything_is_written(env, defs_and_store) -> None:
+    defs, store = defs_and_store
     result = materialize(
         defs, _full_selection(), tags=_tags(env["universe"], DAY0, 2),
         resources={"market_data": DoctoredMarketData(mode="holes")},
     )  # fmt: skip
     assert not result.success
-    gaps = _checks(result)["gaps"]
-    assert not gaps.passed and gaps.severity == dg.AssetCheckSeverity.ERROR
-    assert "BBB/USDT" in gaps.metadata["by_symbol"].value
-    assert materialized_keys(result) == {"candles"}  # features/rankings never ran on bad data
+    text = _failure_text(result)
+    assert "BBB/USDT 2024-03-01..2024-03-02" in text and "5m slots missing" in text and "> 25%" in text
+    assert "nothing was written" in text and str(env["universe"]) in text
+    assert _rows(store) == dict.fromkeys(SMALL_SYMBOLS, 0)  # the good symbols were not written either
+    assert materialized_keys(result) == set()  # so no refresh, ranking or backtest can read them
 
 
-def test_blocking_ohlc_check_catches_schema_valid_spikes(env, defs_and_store) -> None:
-    defs, _ = defs_and_store
+def test_schema_valid_spikes_are_refused_before_the_write(env, defs_and_store) -> None:
+    defs, store = defs_and_store
     result = materialize(
         defs, _full_selection(), tags=_tags(env["universe"], DAY0, 1),
         resources={"market_data": DoctoredMarketData(mode="spike")},
     )  # fmt: skip
     assert not result.success
+    text = _failure_text(result)
+    assert "BBB/USDT" in text and "close-to-close jumps above 50%" in text and "first at 2024-03-01" in text
+    assert _rows(store) == dict.fromkeys(SMALL_SYMBOLS, 0)
+    assert materialized_keys(result) == set()
+
+
+def test_quality_limits_judge_the_store_after_the_write(env, defs_and_store) -> None:
+    """A provider that changed its price unit: each fetch is consistent, but merged with the stored day
+    before it the series jumps 10x at midnight. The limits apply to what the store would hold."""
+    defs, store = defs_and_store
+    assert materialize(defs, "candles", tags=_tags(env["universe"], DAY0, 1)).success
+    before = _rows(store)
+    result = materialize(
+        defs, "candles", tags=_tags(env["universe"], DAY0, 2),
+        resources={"market_data": DoctoredMarketData(mode="rescale")},
+    )  # fmt: skip
+    assert not result.success
+    text = _failure_text(result)
+    assert "BBB/USDT" in text and "jumps above 50%" in text and "first at 2024-03-02 00:00" in text
+    assert _rows(store) == before  # day 2 of every symbol was not written
+
+
+def test_blocking_check_stops_downstream_assets_on_data_written_elsewhere(env, defs_and_store) -> None:
+    """Data that did not come through the asset (an import, another process) is still judged by the
+    blocking checks: a failure stops the downstream assets of the same run."""
+    defs, store = defs_and_store
+    assert materialize(defs, "candles", tags=_tags(env["universe"], DAY0, 14)).success
+    bad = store.read_candles("synthetic", "AAA/USDT", start="2024-03-14", end="2024-03-15")
+    bad.loc[len(bad) // 2, ["open", "high", "low", "close"]] *= 5  # schema-valid, but a 400% jump
+    store.upsert_candles(bad, exchange="synthetic", symbol="AAA/USDT", source="manual import")
+    selection = dg.AssetSelection.checks_for_assets("candles") | dg.AssetSelection.assets("features", "rankings")
+    result = materialize(defs, selection)
+    assert not result.success
     ohlc = _checks(result)["ohlc_sanity"]
-    assert not ohlc.passed and ohlc.metadata["bad_bars"].value >= 1
-    assert "features" not in materialized_keys(result)
+    assert not ohlc.passed and ohlc.severity == dg.AssetCheckSeverity.ERROR
+    assert ohlc.metadata["bad_bars"].value == 2  # up, then back down
+    assert "AAA/USDT" in ohlc.metadata["problems"].value and "2024-03-14" in ohlc.metadata["problems"].value
+    assert _checks(result)["schema"].passed  # each bar on its own is valid
+    assert materialized_keys(result) == set()  # features/rankings never ran on bad data
+
+
+def test_stored_source_is_short_and_the_description_goes_to_metadata(env, defs_and_store) -> None:
+    import sqlalchemy as sa
+
+    defs, store = defs_and_store
+    result = materialize(defs, "candles", tags=_tags(env["universe"], DAY0, 1),
+                         resources={"market_data": DoctoredMarketData(mode="verbose")})  # fmt: skip
+    assert result.success
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert len(meta["source"].value) > 200 and "SYNTHETIC" in meta["source"].value  # full describe()
+    assert meta["stored_source"].value == "synthetic:synthetic"
+    with store.engine.connect() as conn:
+        sources = {r[0] for r in conn.execute(sa.text("SELECT DISTINCT source FROM candles"))}
+    assert sources == {"synthetic:synthetic"}
+
+
+def test_stored_source_never_exceeds_the_column() -> None:
+    from types import SimpleNamespace
+
+    from pipeline.assets.candles import SOURCE_MAX_CHARS, stored_source
+
+    real = SimpleNamespace(kind="ccxt", exchange="binance", synthetic=False)
+    assert stored_source(real) == "ccxt:binance"
+    fake = SimpleNamespace(kind="files", exchange="x" * 200, synthetic=True)
+    label = stored_source(fake)
+    assert len(label) == SOURCE_MAX_CHARS == 64 and label.endswith(" (SYNTHETIC)")  # the marker survives
+    assert stored_source(SimpleNamespace(kind="synthetic", exchange="synthetic", synthetic=True)) == (
+        "synthetic:synthetic"
+    )
+
+
+def test_bad_provider_options_fail_the_run_naming_the_file(env, defs_and_store) -> None:
+    from pipeline.resources import MarketDataResource
+
+    defs, store = defs_and_store
+    result = materialize(defs, "candles", tags=_tags(env["universe"], DAY0, 1),
+                         resources={"market_data": MarketDataResource(options={"seeed": 1})})  # fmt: skip
+    assert not result.success
+    text = _failure_text(result)
+    assert "cannot build the 'synthetic' market-data provider" in text and str(env["universe"]) in text
+    assert "seeed" in text and "TypeError" not in text.split("\n")[0]
+    assert _rows(store) == dict.fromkeys(SMALL_SYMBOLS, 0)
+
+
+def test_run_summary_is_one_observation_not_copied_to_every_partition(env, defs_and_store) -> None:
+    defs, _ = defs_and_store
+    result = materialize(defs, "candles", tags=_tags(env["universe"], DAY0, 2))
+    assert result.success
+    for event in result.get_asset_materialization_events():
+        assert "run_summary" not in event.materialization.metadata
+    [obs] = [e.asset_observation_data.asset_observation for e in result.all_events
+             if e.event_type_value == "ASSET_OBSERVATION"]  # fmt: skip
+    table = obs.metadata["run_summary"].value
+    assert all(s in table for s in SMALL_SYMBOLS) and "2024-03-01 .. 2024-03-02" in table
+    assert "SYNTHETIC" in obs.metadata["provider"].value
 
 
 def test_stale_data_is_a_visible_warning_not_a_blocker(tmp_path, env, defs_and_store) -> None:

@@ -101,3 +101,40 @@ def test_pipeline_on_postgres_store_and_instance(
         assert len(store.latest_ranking("momentum_rank")) == 3
     finally:
         store.dispose()
+
+
+def test_long_provider_description_is_stored_short_on_postgres(
+    pg_databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`candles.source` is VARCHAR(64): PostgreSQL refuses longer text (StringDataRightTruncation), so the
+    store gets `kind:exchange` and the full `describe()` stays in the asset metadata."""
+    from datetime import date
+
+    from fake_market import DoctoredMarketData
+    from pipeline_helpers import materialize
+
+    from pipeline.partitions import range_tags
+    from pipeline.universe import load_universe
+
+    store_url, _ = pg_databases
+    store_text = store_url.render_as_string(hide_password=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    uni_path = write_universe(tmp_path / "universe.yaml")
+    defs = make_defs(uni_path, store_text)
+    tags = range_tags(load_universe(uni_path), date(2024, 3, 1), date(2024, 3, 1))
+    result = materialize(defs, "candles", tags=tags, resources={"market_data": DoctoredMarketData(mode="verbose")})
+    assert result.success
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert len(meta["source"].value) > 200
+    engine = sa.create_engine(store_text)
+    try:
+        with engine.connect() as conn:
+            width = conn.execute(sa.text(
+                "SELECT character_maximum_length FROM information_schema.columns "
+                "WHERE table_name = 'candles' AND column_name = 'source'"
+            )).scalar()  # fmt: skip
+            sources = {r[0] for r in conn.execute(sa.text("SELECT DISTINCT source FROM candles"))}
+            rows = conn.execute(sa.text("SELECT count(*) FROM candles")).scalar()
+    finally:
+        engine.dispose()
+    assert width == 64 and sources == {"synthetic:synthetic"} and rows > 3 * 280

@@ -91,6 +91,33 @@ def test_performance_and_comparison_read_back_the_store(refreshed) -> None:
     assert comp["best_by_mean_window_return"].value in {"macd_rsi_confluence", "momentum_rank"}
 
 
+def test_performance_and_comparison_find_scheduled_runs_behind_many_newer_runs(ingested, refreshed, store) -> None:
+    """More than 50 newer ad-hoc runs (and a newer failed scheduled run) per strategy must not hide the
+    latest successful scheduled run from the performance and comparison assets."""
+    scheduled = _meta(refreshed, "backtests")["run_ids"].value
+    for name in scheduled:
+        for _ in range(60):
+            store.record_failed_backtest(strategy=name, kind="adhoc", config={}, universe=["AAA/USDT"],
+                                         error="user typo")  # fmt: skip
+        store.record_failed_backtest(strategy=name, kind="scheduled", config={}, universe=[], error="crash")
+    result = materialize(ingested["defs"], dg.AssetSelection.assets("strategy_performance", "strategy_comparison"))
+    assert result.success
+    perf = _meta(result, "strategy_performance")["summary"].value
+    comp = _meta(result, "strategy_comparison")["comparison"].value
+    for name, run_id in scheduled.items():
+        assert f"| {name} | {run_id} |" in perf and f"| {name} | {run_id} |" in comp
+
+
+def test_comparison_curves_use_the_engine_sleeve_factor(refreshed, store) -> None:
+    from engine.backtest import WalkForwardConfig
+    from pipeline.research import stored_walk_forward_config
+
+    run_id = next(iter(_meta(refreshed, "backtests")["run_ids"].value.values()))
+    cfg = stored_walk_forward_config(store.backtest_run(run_id)["config"])
+    assert cfg == WalkForwardConfig(window_hours=4, shift_hours=2, fee_bps=10, max_positions=3)
+    assert cfg.sleeve_factor == 0.5
+
+
 def test_research_assets_fail_clearly_without_data(env) -> None:
     from pipeline_helpers import make_defs
 
@@ -122,7 +149,6 @@ def test_adhoc_backtest_with_typed_config(ingested, store) -> None:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"strategy": "buy_the_rumour"}, "unknown strategy"),
         ({"params": {"rsi_lo": 3}}, "unknown parameters"),
         ({"universe": ["ZZZ/USDT"]}, "not in universe"),
         ({"window_hours": 4, "shift_hours": 2, "fee_bps": -1}, "fee_bps"),
@@ -147,3 +173,19 @@ def test_launchpad_config_schema_is_typed() -> None:
         dg.validate_run_config(adhoc_backtest, {"ops": {"run_backtest": {"config": {"fee_bps": "cheap"}}}})
     with pytest.raises(dg.DagsterInvalidConfigError):
         dg.validate_run_config(adhoc_backtest, {"ops": {"run_backtest": {"config": {"colour": "red"}}}})
+
+
+def test_unknown_strategy_is_rejected_before_a_run_starts(ingested) -> None:
+    """The strategy is an enum of the engine registry: the Launchpad lists the strategies and the daemon's
+    config validation refuses an unknown one (no run, nothing recorded)."""
+    from engine.strategies import list_strategies
+    from pipeline.adhoc import StrategyName
+
+    assert sorted(StrategyName.__members__) == sorted(i.name for i in list_strategies())
+    for name in StrategyName.__members__:
+        assert dg.validate_run_config(adhoc_backtest, {"ops": {"run_backtest": {"config": {"strategy": name}}}})
+    with pytest.raises(dg.DagsterInvalidConfigError, match="not in enum type StrategyName got buy_the_rumour"):
+        dg.validate_run_config(adhoc_backtest, {"ops": {"run_backtest": {"config": {"strategy": "buy_the_rumour"}}}})
+    job = ingested["defs"].resolve_job_def("adhoc_backtest")
+    with pytest.raises(dg.DagsterInvalidConfigError):
+        job.execute_in_process(run_config={"ops": {"run_backtest": {"config": {"strategy": "buy_the_rumour"}}}})

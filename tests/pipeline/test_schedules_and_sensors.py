@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 import yaml
-from fake_market import DoctoredMarketData
+from fake_market import DoctoredMarketData, RacyStoreResource
 from pipeline_helpers import QUIET, SMALL_SYMBOLS, ingest, make_defs, materialize
 
 from pipeline.adhoc import adhoc_backtest
@@ -148,8 +148,50 @@ def test_invalid_requests_are_reported_not_launched(env, instance, doc, message)
     data = _request_sensor(defs, instance)
     assert not data.run_requests
     assert "bad.yaml" in data.skip_message and message in data.skip_message
-    assert "bad.yaml" in json.loads(data.cursor)  # reported once, not on every tick
+    assert "bad.yaml" in json.loads(data.cursor)  # remembered: not re-validated or launched until it changes
     assert not _request_sensor(defs, instance, data.cursor).run_requests
+
+
+def test_invalid_request_stays_visible_until_the_file_changes(env, instance) -> None:
+    defs = make_defs(env["universe"])
+    bad = _write(env["requests"], "bad.yaml", {"strategy": "nope"})
+    first = _request_sensor(defs, instance)
+    assert not first.run_requests and "invalid bad.yaml" in first.skip_message
+    assert json.loads(first.cursor)["bad.yaml"]["error"]  # hash + error kept in the cursor
+    # every later tick repeats it (the first tick's message is not the only trace)
+    second = _request_sensor(defs, instance, first.cursor)
+    assert "bad.yaml" in second.skip_message and "unknown strategy" in second.skip_message
+    assert "unchanged since it was rejected" in second.skip_message and second.cursor == first.cursor
+    # a valid file launches while the invalid one is still reported on the ticks after
+    _write(env["requests"], "good.yaml", {"strategy": "momentum_rank"})
+    third = _request_sensor(defs, instance, second.cursor)
+    assert [r.tags["crypto4h/request"] for r in third.run_requests] == ["good.yaml"]
+    fourth = _request_sensor(defs, instance, third.cursor)
+    assert not fourth.run_requests and "invalid bad.yaml" in fourth.skip_message
+    # fixing the file launches it once; then the folder is quiet
+    _write(env["requests"], "bad.yaml", {"strategy": "momentum_rank", "fee_bps": 4})
+    fixed = _request_sensor(defs, instance, fourth.cursor)
+    assert [r.tags["crypto4h/request"] for r in fixed.run_requests] == ["bad.yaml"]
+    quiet = _request_sensor(defs, instance, fixed.cursor)
+    assert not quiet.run_requests and quiet.skip_message == "no new backtest requests"
+    # a removed invalid file is no longer reported
+    _write(env["requests"], "typo.yaml", "strategy: [unclosed")
+    typo = _request_sensor(defs, instance, quiet.cursor)
+    assert "typo.yaml" in typo.skip_message
+    (env["requests"] / "typo.yaml").unlink()
+    gone = _request_sensor(defs, instance, typo.cursor)
+    assert gone.skip_message == "no new backtest requests" and "typo.yaml" not in json.loads(gone.cursor)
+    assert bad.exists()  # request files are never moved or deleted by the sensor
+
+
+def test_request_sensor_reads_the_old_cursor_format(env, instance) -> None:
+    import hashlib
+
+    defs = make_defs(env["universe"])
+    path = _write(env["requests"], "old.yaml", {"strategy": "momentum_rank"})
+    old_cursor = json.dumps({"old.yaml": hashlib.sha256(path.read_bytes()).hexdigest()[:16]})
+    data = _request_sensor(defs, instance, old_cursor)
+    assert not data.run_requests and data.skip_message == "no new backtest requests"
 
 
 def test_request_sensor_without_folder_skips(env, instance, monkeypatch) -> None:
@@ -201,14 +243,68 @@ def test_refresh_sensor_fires_once_per_successful_ingestion(env, instance) -> No
     assert req.run_key == f"refresh-after-{run.run_id}"
     assert not _refresh(defs, instance, data.cursor).run_requests  # exactly once (cursor)
 
-    # a failed ingestion (blocking check on days not stored yet) does not refresh research
+    # data refused before the write: nothing materialised, nothing to refresh
     tags = range_tags(load_universe(env["universe"]), date(2024, 3, 5), date(2024, 3, 6))
+    refused = materialize(defs, "candles", instance=instance, tags=tags,
+                          resources={"market_data": DoctoredMarketData(mode="holes")})  # fmt: skip
+    assert not refused.success and not refused.get_asset_materialization_events()
+    after_refused = _refresh(defs, instance, data.cursor)
+    assert not after_refused.run_requests and "no new candle" in after_refused.skip_message
+
+    # a run whose blocking check fails after the write (another writer raced it) does not refresh research
     bad = materialize(defs, "candles", instance=instance, tags=tags,
-                      resources={"market_data": DoctoredMarketData(mode="holes")})  # fmt: skip
-    assert not bad.success
+                      resources={"store": RacyStoreResource(db_url=env["db_url"])})  # fmt: skip
+    assert not bad.success and len(bad.get_asset_materialization_events()) == 6
     after_bad = _refresh(defs, instance, data.cursor)
     assert not after_bad.run_requests and "FAILURE" in after_bad.skip_message
-    assert int(after_bad.cursor) > int(data.cursor)
+    assert after_bad.cursor == data.cursor  # waits: nothing consumed while the latest ingestion failed
+
+    # the next good ingestion (checks pass on its days) refreshes once, from that run only
+    good = ingest(defs, env["universe"], instance, first=date(2024, 3, 7), days=2)
+    resumed = _refresh(defs, instance, data.cursor)
+    [req] = resumed.run_requests
+    assert req.run_key == f"refresh-after-{good.run_id}"
+    assert int(resumed.cursor) > int(data.cursor)
+
+
+def test_refresh_sensor_waits_while_the_latest_ingestion_failed(env, instance) -> None:
+    defs = make_defs(env["universe"], env["db_url"])
+    assert ingest(defs, env["universe"], instance, days=2).success  # not refreshed yet
+    tags = range_tags(load_universe(env["universe"]), date(2024, 3, 3), date(2024, 3, 4))
+    failed = materialize(defs, "candles", instance=instance, tags=tags,
+                         resources={"market_data": DoctoredMarketData(mode="fail")})  # fmt: skip
+    assert not failed.success
+    data = _refresh(defs, instance)
+    assert not data.run_requests and data.cursor is None
+    assert f"blocked: the latest ingestion run {failed.run_id[:8]} ended in FAILURE" in data.skip_message
+    fixed = ingest(defs, env["universe"], instance, first=date(2024, 3, 3), days=2)
+    [req] = _refresh(defs, instance).run_requests
+    assert req.run_key == f"refresh-after-{fixed.run_id}"
+
+
+def test_refresh_sensor_waits_while_a_blocking_check_fails(env, instance) -> None:
+    from pipeline_helpers import open_store
+
+    defs = make_defs(env["universe"], env["db_url"])
+    assert ingest(defs, env["universe"], instance).success
+    store = open_store(env["db_url"])
+    try:  # another writer (an import script) stores a schema-valid 400% spike
+        bad = store.read_candles("synthetic", "BBB/USDT", start="2024-03-14", end="2024-03-15")
+        bad.loc[100, ["open", "high", "low", "close"]] *= 5
+        store.upsert_candles(bad, exchange="synthetic", symbol="BBB/USDT", source="manual import")
+    finally:
+        store.dispose()
+    checks = materialize(defs, dg.AssetSelection.checks_for_assets("candles"), instance=instance)
+    assert not checks.success  # ohlc_sanity failed with ERROR severity
+    data = _refresh(defs, instance)
+    assert not data.run_requests and data.cursor is None
+    assert "blocked: the latest 'ohlc_sanity' check on candles" in data.skip_message
+    assert _refresh(defs, instance).skip_message == data.skip_message  # still blocked on the next tick
+    # re-ingesting the damaged days overwrites the spike; its checks pass, the refresh goes ahead
+    repair = ingest(defs, env["universe"], instance, first=date(2024, 3, 13), days=2)
+    assert repair.success
+    [req] = _refresh(defs, instance).run_requests
+    assert req.run_key == f"refresh-after-{repair.run_id}"
 
 
 def test_refresh_sensor_waits_while_a_refresh_or_ingestion_is_in_progress(env, instance) -> None:

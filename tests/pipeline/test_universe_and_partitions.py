@@ -70,12 +70,38 @@ def test_env_var_selects_the_universe(tmp_path: Path, monkeypatch: pytest.Monkey
         ({"exchange": ""}, "'exchange' is required"),
         ({"colour": "blue"}, "unknown keys ['colour']"),
         ({"checks": {"max_gap": 3}}, "'checks' accepts only"),
+        ({"provider": {"kind": "files", "options": {"rooot": "/tmp"}}}, "unknown option 'rooot'"),
+        ({"provider": {"kind": "files", "options": {}}}, "missing 1 required positional argument: 'root'"),
+        ({"provider": {"kind": "files", "options": {"root": "/no/such/dir"}}}, "not a directory"),
+        ({"provider": {"kind": "synthetic", "options": {"gap_probability": 2}}}, "gap_probability"),
     ],
 )
 def test_invalid_universe_fails_with_a_clear_message(change: dict, message: str) -> None:
     with pytest.raises(UniverseConfigError, match="universe config") as err:
         universe_from_dict({**BASE, **change})
     assert message in str(err.value)
+
+
+def test_bad_provider_options_fail_at_code_location_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`options: {rooot: ...}` used to pass `dagster definitions validate` and fail at run time."""
+    from pipeline.definitions import build_defs
+
+    path = write_universe(tmp_path / "typo.yaml", exchange="binance",
+                          provider={"kind": "files", "options": {"rooot": "{sample_dir}"}})  # fmt: skip
+    with pytest.raises(UniverseConfigError) as err:
+        load_universe(path)
+    assert str(path) in str(err.value) and "unknown option 'rooot'" in str(err.value)
+    monkeypatch.setenv("CRYPTO4H_UNIVERSE", str(path))
+    with pytest.raises(UniverseConfigError, match="rooot"):
+        build_defs()
+
+
+def test_provider_kinds_come_from_the_engine_registry() -> None:
+    from engine.data import PROVIDER_KINDS
+
+    for kind in PROVIDER_KINDS:
+        if kind in ("synthetic", "nobitex"):  # buildable without options
+            assert universe_from_dict({**BASE, "provider": {"kind": kind}}).provider_kind == kind
 
 
 def test_missing_and_malformed_files(tmp_path: Path) -> None:
@@ -118,6 +144,19 @@ def test_live_universe_partitions_include_today(tmp_path: Path) -> None:
     uni = load_universe(write_universe(tmp_path / "u.yaml", start=str(today - timedelta(days=2)), end=None))
     dates = {parse_partition_key(k)[0] for k in build_partitions_def(uni).get_partition_keys()}
     assert today in dates and len(dates) == 3
+
+
+def test_symbol_blocks_follow_the_universe_order(tmp_path: Path) -> None:
+    from pipeline.partitions import symbol_blocks
+
+    uni = load_universe(write_universe(tmp_path / "u.yaml"))
+    assert symbol_blocks(uni, ["CCC/USDT", "BBB/USDT"]) == [["BBB/USDT", "CCC/USDT"]]
+    assert symbol_blocks(uni, ["AAA/USDT", "CCC/USDT"]) == [["AAA/USDT"], ["CCC/USDT"]]
+    with pytest.raises(ValueError, match="not in universe"):
+        symbol_blocks(uni, ["ZZZ/USDT"])
+    tags = range_tags(uni, date(2024, 3, 2), date(2024, 3, 3), ["BBB/USDT", "CCC/USDT"])
+    keys = keys_from_tags(build_partitions_def(uni), tags)
+    assert group_by_symbol(keys) == {s: [date(2024, 3, 2), date(2024, 3, 3)] for s in ("BBB/USDT", "CCC/USDT")}
 
 
 def test_contiguous_runs() -> None:

@@ -1,0 +1,169 @@
+"""`python -m pipeline.backfill`: backfill candle partitions as ONE partition-range run, from the CLI.
+
+    python -m pipeline.backfill --start 2018-01-10 --end 2018-01-30 [--symbols ETH/BTC LTC/BTC]
+                                [--universe FILE] [--queue] [--quiet]
+
+`dagster job backfill -j ingest_candles` ignores the single-run backfill policy and makes one run per
+partition (hundreds for a month of a 20-symbol universe). This command makes ONE run of
+`ingest_candles` (candles + its checks) tagged with the partition range
+`dagster/asset_partition_range_start` .. `_end`, i.e. the rectangle dates x symbols:
+
+- default: the run executes in this process against the instance in `$DAGSTER_HOME` (default
+  `dagster_home/`), so it shows in the UI like any other run; progress (one line per symbol fetched,
+  the write, the checks) is printed as it goes, and the exit code is 0 on success, 1 when the run failed
+  (e.g. refused data), 2 for bad arguments or a bad universe file;
+- `--queue`: the same run is submitted to the instance's run queue (`dagster job launch` with the range
+  tags; the daemon of `make ui` executes it) and the command returns at once.
+
+`--symbols` must name universe symbols; a range covers symbols that are adjacent in the universe order,
+so symbols that are not adjacent become one run per adjacent block (the plan is printed first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import warnings
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pipeline.universe import REPO_ROOT, Universe
+
+INGEST_JOB = "ingest_candles"
+
+
+def resolve_dagster_home() -> Path:
+    """`$DAGSTER_HOME` as an absolute path (Dagster refuses relative ones), default `dagster_home/`."""
+    raw = os.environ.get("DAGSTER_HOME") or str(REPO_ROOT / "dagster_home")
+    home = Path(raw).expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def partition_dates(universe: Universe) -> tuple[date, date]:
+    """First and last partition date of the universe (today, UTC, for a live universe)."""
+    import pandas as pd
+
+    return universe.start, universe.last_date or pd.Timestamp.now(tz="UTC").date()
+
+
+def plan(universe: Universe, start: date, end: date, symbols: list[str] | None = None) -> list[dict[str, str]]:
+    """Range tags of the run(s) covering `[start, end]` x `symbols` (default: all): one per adjacent block.
+
+    Raises ValueError with a message for the user (dates outside the partitions, unknown symbols).
+    """
+    from pipeline.partitions import range_tags, symbol_blocks
+
+    first, last = partition_dates(universe)
+    if end < start:
+        raise ValueError(f"--end {end} is before --start {start}")
+    if start < first or end > last:
+        raise ValueError(f"dates {start}..{end} are outside the partitions of {universe.name!r} ({first}..{last})")
+    blocks = symbol_blocks(universe, symbols) if symbols else [list(universe.symbols)]
+    return [range_tags(universe, start, end, block) for block in blocks]
+
+
+def run_in_process(defs: Any, instance: Any, tags: dict[str, str], *, log_level: str = "INFO") -> Any:
+    """Execute `ingest_candles` for one partition range here; returns the ExecuteInProcessResult."""
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    return defs.resolve_job_def(INGEST_JOB).execute_in_process(
+        instance=instance, tags=tags, run_config=run_config, raise_on_error=False
+    )
+
+
+def run_error(result: Any) -> str:
+    """The first step failure's message of a finished run ('' when none)."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            err = event.step_failure_data.error
+            while err.cause is not None and "DagsterExecutionStepExecutionError" in (err.cls_name or ""):
+                err = err.cause
+            message = err.message.strip()
+            head, _, rest = message.partition(": ")
+            if err.cls_name and head.endswith(err.cls_name):  # "dagster...Failure: text" -> "text"
+                message = rest
+            return f"{event.step_key}: {message}"
+    return ""
+
+
+def queue_command(tags: dict[str, str]) -> list[str]:
+    """The `dagster job launch` command that queues one range run on the instance (daemon executes it)."""
+    exe = Path(sys.executable).with_name("dagster")
+    return [str(exe), "job", "launch", "-w", str(REPO_ROOT / "workspace.yaml"), "-j", INGEST_JOB,
+            "--tags", json.dumps(tags)]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.backfill", description=__doc__.splitlines()[0])
+    parser.add_argument("--start", required=True, type=date.fromisoformat, help="first day (YYYY-MM-DD, UTC)")
+    parser.add_argument("--end", required=True, type=date.fromisoformat, help="last day, inclusive")
+    parser.add_argument("--symbols", nargs="+", help="symbols like ETH/BTC (default: the whole universe)")
+    parser.add_argument("--universe", help="universe YAML (default: $CRYPTO4H_UNIVERSE or config/universe.yaml)")
+    parser.add_argument("--queue", action="store_true", help="queue the run for the daemon instead of running here")
+    parser.add_argument("--quiet", action="store_true", help="no run log, only the plan and the result")
+    args = parser.parse_args(argv)
+    symbols = [s.strip() for arg in args.symbols or [] for s in arg.split(",") if s.strip()] or None
+
+    from pipeline.universe import UniverseConfigError, load_universe
+
+    try:
+        universe = load_universe(args.universe)
+        runs = plan(universe, args.start, args.end, symbols)
+    except (UniverseConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    home = resolve_dagster_home()
+    n_days = (args.end - args.start).days + 1
+    n_symbols = len(symbols or universe.symbols)
+    print(f"backfill {args.start}..{args.end} x {n_symbols} symbols = {n_days * n_symbols} partitions of "
+          f"{universe.name!r} in {len(runs)} run{'s' if len(runs) > 1 else ''} (DAGSTER_HOME={home})")  # fmt: skip
+    for tags in runs:
+        print(f"  range {tags['dagster/asset_partition_range_start']} .. {tags['dagster/asset_partition_range_end']}")
+
+    if args.queue:
+        env = {**os.environ}
+        if args.universe:
+            env["CRYPTO4H_UNIVERSE"] = str(universe.source_path)
+        for tags in runs:
+            proc = subprocess.run(queue_command(tags), cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(f"error: dagster job launch failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                return 1
+            print(f"  queued: {proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else 'ok'}")
+        print("the daemon runs queued runs: start it with `make ui` and watch Runs in the UI")
+        return 0
+
+    warnings.filterwarnings("ignore")
+    import dagster as dg
+
+    from pipeline.definitions import build_defs
+    from pipeline.store import Store
+
+    defs = build_defs(universe)
+    store = Store(url=None)
+    failed = 0
+    with dg.DagsterInstance.get() as instance:
+        for tags in runs:
+            result = run_in_process(defs, instance, tags, log_level="CRITICAL" if args.quiet else "INFO")
+            status = "success" if result.success else "FAILED"
+            print(f"run {result.run_id}: {status}")
+            for ev in result.get_asset_check_evaluations():
+                if not ev.passed:
+                    print(f"  check {ev.check_name}: {ev.severity.value} - {ev.description or ''}")
+            if not result.success:
+                failed += 1
+                print(f"  error: {run_error(result) or 'see the run in the UI'}", file=sys.stderr)
+    for symbol in symbols or universe.symbols:
+        summary = store.candle_summary(universe.exchange, symbol)
+        print(f"  {symbol:<14} {summary['rows']:>8} candles stored")
+    store.dispose()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
