@@ -73,5 +73,7 @@ def gate_reasons(panel: pd.DataFrame, strategy: TradingStrategy) -> pd.Series:
             why.append("features not yet defined")
         if row.get("eligible", False) and not np.isfinite(row.get("score", np.nan)):
             why.append("no score")
+        if row.get("candidate", False) and not row.get("selected", False):
+            why.append(f"passed every gate but ranked {int(row['rank'])}, below the max_positions cut")
         reasons.append("; ".join(why))
     return pd.Series(reasons, index=panel.index, dtype=object)

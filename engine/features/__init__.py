@@ -62,7 +62,12 @@ def compute_features(
     *,
     symbol: str | None = None,
 ) -> pd.DataFrame:
-    """Features for one symbol's 5m candles on `timeframe` bars, indexed by bar open time (UTC)."""
+    """Features for one symbol's 5m candles on `timeframe` bars, indexed by bar open time (UTC).
+
+    Row `H` is known only at `H + timeframe`: the last row may describe a bar that is still forming at the
+    end of the data. The backtest and rankings apply that closed-bar rule; apply it too when using this
+    frame directly (`features.loc[features.index <= t - timeframe]`).
+    """
     candles = validate_candles(candles, symbol)
     bars = aggregate_candles(candles, timeframe)
     arrays = compute_feature_arrays(bars, computers)
