@@ -101,3 +101,13 @@ def test_exposure_counts_idle_time_between_non_overlapping_windows():
     assert result.metrics["exposure"] == pytest.approx(invested * 0.5)
     # a window's full return counts once (one sleeve), not shift/window = 2 times
     assert result.windows["contribution"].tolist() == pytest.approx(result.windows["window_return"].tolist())
+
+
+def test_every_unselected_symbol_in_a_ranking_says_why():
+    ranking = rank_universe(load_universe(), get_strategy("momentum_rank"))
+    assert ranking["selected"].sum() == 3
+    unselected = ranking.loc[~ranking["selected"]]
+    assert len(unselected) == 3 and (unselected["reasons"] != "").all()
+    cut = unselected.loc[unselected["candidate"]]
+    assert cut["reasons"].str.contains("max_positions").all()
+    assert (ranking.loc[ranking["selected"], "reasons"] == "").all()
