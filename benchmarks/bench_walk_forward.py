@@ -70,6 +70,8 @@ def naive_walk_forward(candles: dict[str, pd.DataFrame], strategy, cfg: WalkForw
             row.update(decision_time=t, decision_ms=t.value // 1_000_000, symbol=symbol, bars_seen=len(f),
                        close=past["close"].iloc[-1], has_entry=past["timestamp"].iloc[-1] == t - pd.Timedelta("5min"))
             rows.append(row)
+    if not rows:
+        raise SystemExit(f"--naive-days is too short: no decision time after the {lookback} warm-up lookback")
     panel = pd.DataFrame(rows)
     cols = {c: panel[c].to_numpy() for c in panel.columns}
     panel["eligible"] = eligible_mask(cols, feats, warmup)

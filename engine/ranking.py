@@ -58,8 +58,8 @@ def rank_universe(
                                  eligible_only=False)  # outcomes are discarded: no future at decision time
     ev = evaluate(panel, strategy, risk, allocator)
     ev["reasons"] = gate_reasons(ev, strategy)
-    missing = sorted(set(histories) - set(ev["symbol"].astype(str)))
     ev["symbol"] = ev["symbol"].astype(str)
+    missing = sorted(set(histories) - set(ev["symbol"]))
     if missing:
         filler = pd.DataFrame({"symbol": missing, "decision_time": when, "eligible": False, "candidate": False,
                                "selected": False, "weight": 0.0, "reasons": "no closed bar before t"})

@@ -13,11 +13,11 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaError, SchemaErrors
 
+from engine.timeframes import BASE_MS
+
 PRICE_COLUMNS = ("open", "high", "low", "close")
 OHLCV_COLUMNS = (*PRICE_COLUMNS, "volume")
 CANDLE_COLUMNS = ("timestamp", *OHLCV_COLUMNS)
-BASE_TIMEFRAME = "5m"
-BASE_MS = 5 * 60 * 1000
 MAX_ERROR_ROWS = 5
 
 
@@ -160,7 +160,7 @@ def validate_candles(df: pd.DataFrame, symbol: str | None = None, *, coerce: boo
     except SchemaError as err:
         rule = _rule_name(err)
         raise CandleValidationError(symbol, rule, _offending_rows(df, rule, err)) from err
-    grid = df["timestamp"].to_numpy("datetime64[ms]").astype(np.int64) % BASE_MS
+    grid = timestamps_ms(df) % BASE_MS
     if len(grid) and grid.any():
         bad = df.loc[grid != 0, list(CANDLE_COLUMNS)]
         raise CandleValidationError(symbol, "timestamp on the 5m grid", bad)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 
 MINUTE_MS = 60_000
@@ -50,5 +51,10 @@ def ms_to_timestamp(ms: int) -> pd.Timestamp:
 
 
 def ms_index(values) -> pd.DatetimeIndex:
-    """Int64 epoch ms -> tz-aware UTC DatetimeIndex."""
-    return pd.to_datetime(values, unit="ms", utc=True)
+    """Int64 epoch ms -> tz-aware UTC nanosecond DatetimeIndex (the candle schema's dtype).
+
+    A plain numpy cast: several times faster than `pd.to_datetime(unit="ms")`, and the int64 minimum stays
+    NaT.
+    """
+    ms = np.asarray(values, dtype=np.int64).astype("datetime64[ms]")
+    return pd.DatetimeIndex(ms.astype("datetime64[ns]")).tz_localize("UTC")

@@ -21,6 +21,7 @@ from pipeline.research import (
     frame_table,
     load_candles,
     md_table,
+    record_result,
     summary_row,
 )
 from pipeline.resources import StoreResource, UniverseResource
@@ -108,7 +109,6 @@ def run_backtest(
     context: dg.OpExecutionContext, config: BacktestRequest, store: StoreResource, universe: UniverseResource
 ) -> dg.Output[int]:
     from engine.backtest import run_walk_forward
-    from pipeline.research import record_result
 
     uni = universe.load()
     db = store.get()

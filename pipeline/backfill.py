@@ -11,7 +11,7 @@ partition (hundreds for a month of a 20-symbol universe). This command makes ONE
 - default: the run executes in this process against the instance in `$DAGSTER_HOME` (default
   `dagster_home/`), so it shows in the UI like any other run; progress (one line per symbol fetched,
   the write, the checks) is printed as it goes, and the exit code is 0 on success, 1 when the run failed
-  (e.g. refused data), 2 for bad arguments or a bad universe file;
+  (e.g. refused data), 2 for bad arguments, a bad universe file or a store that cannot be opened;
 - `--queue`: the same run is submitted to the instance's run queue (`dagster job launch` with the range
   tags; the daemon of `make ui` executes it) and the command returns at once.
 
@@ -32,8 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.universe import REPO_ROOT, Universe
-
-INGEST_JOB = "ingest_candles"
 
 
 def resolve_dagster_home() -> Path:
@@ -70,6 +68,8 @@ def plan(universe: Universe, start: date, end: date, symbols: list[str] | None =
 
 def run_in_process(defs: Any, instance: Any, tags: dict[str, str], *, log_level: str = "INFO") -> Any:
     """Execute `ingest_candles` for one partition range here; returns the ExecuteInProcessResult."""
+    from pipeline.jobs import INGEST_JOB
+
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     return defs.resolve_job_def(INGEST_JOB).execute_in_process(
         instance=instance, tags=tags, run_config=run_config, raise_on_error=False
@@ -93,6 +93,8 @@ def run_error(result: Any) -> str:
 
 def queue_command(tags: dict[str, str]) -> list[str]:
     """The `dagster job launch` command that queues one range run on the instance (daemon executes it)."""
+    from pipeline.jobs import INGEST_JOB
+
     exe = Path(sys.executable).with_name("dagster")
     return [str(exe), "job", "launch", "-w", str(REPO_ROOT / "workspace.yaml"), "-j", INGEST_JOB,
             "--tags", json.dumps(tags)]  # fmt: skip
@@ -142,10 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     import dagster as dg
 
     from pipeline.definitions import build_defs
-    from pipeline.store import Store
+    from pipeline.store import StoreOpenError, open_store
 
+    try:
+        store = open_store()
+    except StoreOpenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     defs = build_defs(universe)
-    store = Store(url=None)
     failed = 0
     with dg.DagsterInstance.get() as instance:
         for tags in runs:

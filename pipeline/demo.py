@@ -48,15 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     import dagster as dg
     import pandas as pd
 
+    from pipeline.assets.backtests import SCHEDULED_KIND
     from pipeline.definitions import build_defs
+    from pipeline.jobs import REFRESH_JOB
     from pipeline.partitions import range_tags
     from pipeline.research import latest_run, text_table
     from pipeline.sensors import requests_dir
-    from pipeline.store import Store
+    from pipeline.store import StoreOpenError, open_store
 
+    try:
+        store = open_store()
+    except StoreOpenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     requests_dir().mkdir(parents=True, exist_ok=True)  # the request sensor's inbox, ready for YAML specs
-    store = Store(url=None)
-    store.migrate()
     say(f"store:    {store!r}")
     say(f"universe: {universe.name} ({len(universe.symbols)} symbols on {universe.exchange}, "
         f"provider {universe.provider_kind}) from {universe.source_path}")  # fmt: skip
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     say("[2/2] materialising features -> rankings, backtests -> performance -> comparison ...")
     t2 = time.monotonic()
-    refresh = defs.resolve_job_def("refresh_research").execute_in_process(
+    refresh = defs.resolve_job_def(REFRESH_JOB).execute_in_process(
         instance=instance, run_config=logs, raise_on_error=False
     )
     say(f"      run {refresh.run_id[:8]}: {'success' if refresh.success else 'FAILED'} in "
@@ -96,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = []
     for row in store.active_strategies():
-        run = latest_run(store, row["name"], "scheduled")
+        run = latest_run(store, row["name"], SCHEDULED_KIND)
         if run is None:
             continue
         run_id = int(run["id"])

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pipeline.adhoc import adhoc_backtest
-
 INGEST_JOB = "ingest_candles"
 REFRESH_JOB = "refresh_research"
 RESEARCH_ASSETS = ("features", "rankings", "backtests", "strategy_performance", "strategy_comparison")
@@ -30,4 +28,4 @@ refresh_job = dg.define_asset_job(
     tags={"crypto4h/kind": "refresh"},
 )
 
-__all__ = ["INGEST_JOB", "REFRESH_JOB", "RESEARCH_ASSETS", "adhoc_backtest", "ingest_job", "refresh_job"]
+__all__ = ["INGEST_JOB", "REFRESH_JOB", "RESEARCH_ASSETS", "ingest_job", "refresh_job"]

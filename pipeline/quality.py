@@ -12,8 +12,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-BAR = pd.Timedelta(minutes=5)
-BAR_MS = 5 * 60 * 1000
+from engine.schemas import (
+    CANDLE_COLUMNS,
+    CandleValidationError,
+    candles_look_valid,
+    empty_candles,
+    validate_candles,
+)
+from engine.timeframes import BASE_MS
+
+BAR = pd.Timedelta(milliseconds=BASE_MS)
 
 
 def last_closed_open_time(now: pd.Timestamp) -> pd.Timestamp:
@@ -46,9 +54,9 @@ def gap_stats(timestamps: pd.Series) -> GapStats:
     if len(timestamps) < 2:
         return GapStats(0, 0, 0.0, len(timestamps))
     ms = timestamps.to_numpy("datetime64[ms]").astype(np.int64)
-    steps = np.diff(ms) // BAR_MS
+    steps = np.diff(ms) // BASE_MS
     holes = steps[steps > 1] - 1
-    span = int((ms[-1] - ms[0]) // BAR_MS) + 1
+    span = int((ms[-1] - ms[0]) // BASE_MS) + 1
     largest = float(holes.max() * 5) if len(holes) else 0.0
     return GapStats(int(holes.sum()), int(len(holes)), largest, span)
 
@@ -71,8 +79,6 @@ def schema_problem(df: pd.DataFrame, symbol: str | None = None) -> str | None:
 
     `candles_look_valid` is the engine's fast yes/no; only on "no" the pandera schema runs for the rule.
     """
-    from engine.schemas import CandleValidationError, candles_look_valid, validate_candles
-
     if df.empty or candles_look_valid(df):
         return None
     try:
@@ -84,8 +90,6 @@ def schema_problem(df: pd.DataFrame, symbol: str | None = None) -> str | None:
 
 def merge_candles(stored: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """What the store holds after upserting `new` over `stored` (same open time: `new` wins)."""
-    from engine.schemas import CANDLE_COLUMNS, empty_candles
-
     frames = [f.loc[:, list(CANDLE_COLUMNS)] for f in (stored, new) if len(f)]
     if not frames:
         return empty_candles()

@@ -10,6 +10,7 @@ The tick just after midnight also re-reads yesterday, whose last hour closed aft
 import dagster as dg
 import pandas as pd
 
+from engine.timeframes import to_utc
 from pipeline.jobs import ingest_job
 from pipeline.partitions import range_tags
 from pipeline.universe import Universe
@@ -40,8 +41,7 @@ def build_hourly_schedule(universe: Universe) -> dg.ScheduleDefinition:
         "universe in one run.",
     )
     def hourly_ingest(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        at = pd.Timestamp(context.scheduled_execution_time or pd.Timestamp.now(tz="UTC"))
-        at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
+        at = to_utc(context.scheduled_execution_time or pd.Timestamp.now(tz="UTC"), "scheduled time")
         if universe.last_date is not None and at.date() > universe.last_date:
             return dg.SkipReason(
                 f"universe {universe.name!r} is historical (ends {universe.end}); nothing new to ingest. "

@@ -22,6 +22,7 @@ import pandas as pd
 import yaml
 
 from engine.data import PROVIDER_KINDS, ProviderError, make_provider
+from engine.timeframes import to_utc
 
 ENV_VAR = "CRYPTO4H_UNIVERSE"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -126,10 +127,9 @@ def _parse_date(raw: Any, path: Path | None, what: str) -> date:
 
 def _parse_end(raw: Any, path: Path | None) -> pd.Timestamp:
     try:
-        ts = pd.Timestamp(raw)
-    except (TypeError, ValueError) as exc:
+        return to_utc(raw, "end")
+    except ValueError as exc:
         raise _fail(path, f"end {raw!r} is not an ISO date or timestamp") from exc
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _substitute(value: Any) -> Any:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from engine_helpers import load_candles, load_universe
 
 from engine.backtest import WalkForwardConfig, run_walk_forward
 from engine.ranking import rank_universe
 from engine.schemas import CandleValidationError
 from engine.strategies import get_strategy
-from tests.engine_helpers import load_candles, load_universe
 
 OHLCV = ["timestamp", "open", "high", "low", "close", "volume"]
 

@@ -148,9 +148,7 @@ def middle_pick(result) -> tuple[pd.Timestamp, str]:
 
 
 def eligible_keys(result) -> set[tuple[pd.Timestamp, str]]:
-    p = result.panel
-    if "eligible" in p.columns:
-        p = p.loc[p["eligible"].astype(bool)]
+    p = result.panel.loc[result.panel["eligible"].astype(bool)]
     return set(zip(p["decision_time"], p["symbol"].astype(str), strict=True))
 
 
@@ -169,7 +167,7 @@ def test_missing_entry_candle_makes_symbol_ineligible(name):
     assert (t, symbol) in keys_full and (t, symbol) not in keys_run
     assert keys_run == keys_full - {(t, symbol)}, "eligibility changed elsewhere"
     at_t = run.panel.loc[(run.panel["decision_time"] == t) & (run.panel["symbol"].astype(str) == symbol)]
-    assert not at_t.get("selected", pd.Series(dtype=bool)).astype(bool).any()
+    assert not at_t["selected"].astype(bool).any()
     selected_t = run.windows.set_index("decision_time").loc[t, "selected"].split(",")
     assert symbol not in selected_t and len([s for s in selected_t if s]) > 0
     assert not ((run.trades["decision_time"] == t) & (run.trades["symbol"] == symbol)).any()
@@ -223,8 +221,7 @@ def test_empty_window_gives_void_trade(name):
     lost = full_t.loc[full_t["symbol"] == symbol].iloc[0]
     assert w["window_return"] == pytest.approx(wf["window_return"] - lost["weight"] * lost["return_pct"], abs=1e-15)
     assert np.isfinite(w["window_return"]) and np.isfinite(run.windows["equity"]).all()
-    if "n_void" in w.index:
-        assert w["n_void"] == 1
+    assert w["n_void"] == 1
     assert run.metrics["void_trades"] == full.metrics["void_trades"] + 1
 
     # the emptied hours also remove the entry candles of t+2h and t+4h: ineligible there

@@ -30,7 +30,7 @@ from engine.stats import (
     rank_ic,
 )
 from engine.strategies.base import TradingStrategy
-from engine.timeframes import ms_index
+from engine.timeframes import BASE_MS, ms_index
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def run_walk_forward(
 
     trades = _trades(evaluated, feature_cols)
     windows = _windows(evaluated, decision_ms, cfg)
-    metrics, costs = _metrics(trades, windows, evaluated, cfg, strategy)
+    metrics, costs = _metrics(trades, windows, evaluated, decision_ms, cfg, strategy)
     return WalkForwardResult(
         strategy=strategy.name,
         params=dict(strategy.params),
@@ -114,7 +114,7 @@ def _decision_times(histories, cfg: WalkForwardConfig, warmup: int) -> np.ndarra
         return np.array([], dtype=np.int64)
     warm = [w for w in (h.warm_time_ms(warmup) for h in nonempty) if w is not None]
     data_start = min(warm) if warm else max(int(h.ts[-1]) for h in nonempty)
-    data_end = max(int(h.ts[-1]) for h in nonempty) + 300_000
+    data_end = max(int(h.ts[-1]) for h in nonempty) + BASE_MS  # close of the last candle
     return cfg.decision_times(data_start, data_end)
 
 
@@ -198,7 +198,7 @@ def _selected_names(ev: pd.DataFrame, sel: np.ndarray, decision_ms: np.ndarray) 
     return names
 
 
-def _metrics(trades, windows, ev, cfg: WalkForwardConfig, strategy: TradingStrategy):
+def _metrics(trades, windows, ev, decision_ms: np.ndarray, cfg: WalkForwardConfig, strategy: TradingStrategy):
     done = trades.loc[~trades["void"]]
     m: dict[str, Any] = {"strategy": strategy.name, "decision_times": len(windows)}
     m.update(trade_metrics(done["return_pct"].to_numpy(), done["max_drawdown"].to_numpy()))
@@ -222,7 +222,6 @@ def _metrics(trades, windows, ev, cfg: WalkForwardConfig, strategy: TradingStrat
     times = ev["decision_ms"].to_numpy()
     void = ev["void"].to_numpy(dtype=bool)
     outcome = np.where(void, 0.0, ev["return_pct"].to_numpy())
-    decision_ms = windows["decision_time"].to_numpy("datetime64[ms]").astype(np.int64)
     null = null_baseline(times, outcome, decision_ms, windows["n_selected"].to_numpy())
     m.update(null)
     m["null_p_value"] = one_sided_p(m.get("mean_window_return"), null["null_mean_window_return"], null["null_std"])

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import pandas as pd
 
-from engine.schemas import BASE_MS, CANDLE_COLUMNS, empty_candles, validate_candles
+from engine.schemas import CANDLE_COLUMNS, empty_candles, timestamps_ms, validate_candles
+from engine.timeframes import BASE_MS, to_utc
 
 Clock = Callable[[], pd.Timestamp]
 
@@ -21,20 +21,9 @@ def utc_now() -> pd.Timestamp:
     return pd.Timestamp.now(tz="UTC")
 
 
-def to_utc(value: pd.Timestamp | str | object) -> pd.Timestamp:
-    """A range bound as a tz-aware UTC Timestamp.
-
-    Naive values are read as UTC (the project stores and reasons in UTC only); aware values are converted.
-    """
-    ts = pd.Timestamp(value)
-    if ts is pd.NaT:
-        raise ValueError(f"invalid time bound {value!r}")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 def to_ms(value: pd.Timestamp | str | object) -> int:
-    """A time bound as integer epoch milliseconds (UTC)."""
-    return int(to_utc(value).as_unit("ms").asm8.view("i8"))
+    """A time bound as integer epoch milliseconds (UTC); naive values are read as UTC."""
+    return int(to_utc(value, "time bound").as_unit("ms").asm8.view("i8"))
 
 
 def ceil_grid(ms: int) -> int:
@@ -52,12 +41,6 @@ def resolve_now(now: pd.Timestamp | None, clock: Clock | None) -> int:
     if now is not None:
         return to_ms(now)
     return to_ms((clock or utc_now)())
-
-
-def ms_to_timestamps(ms: np.ndarray) -> pd.DatetimeIndex:
-    """Epoch ms -> tz-aware UTC nanosecond timestamps (the schema's dtype)."""
-    ns = np.asarray(ms, dtype=np.int64) * np.int64(1_000_000)
-    return pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
 
 
 def finalize_candles(
@@ -80,7 +63,7 @@ def finalize_candles(
             if col not in out.columns:
                 out[col] = pd.Series([], dtype=df[col].dtype)
         return out
-    ts_ms = df["timestamp"].to_numpy("datetime64[ms]").astype(np.int64)
+    ts_ms = timestamps_ms(df)
     keep = (ts_ms >= start_ms) & (ts_ms < end_ms) & (ts_ms + BASE_MS <= now_ms)
     out = df.loc[keep]
     out = out[~out["timestamp"].duplicated(keep="last")]

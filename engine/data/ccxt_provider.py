@@ -19,12 +19,12 @@ from engine.data._common import (
     ceil_grid,
     closed_bound_ms,
     finalize_candles,
-    ms_to_timestamps,
     resolve_now,
     to_ms,
 )
 from engine.data.base import BadSymbolError, MarketDataProvider, ProviderError
 from engine.schemas import BASE_MS, OHLCV_COLUMNS, empty_candles
+from engine.timeframes import ms_index
 
 TIMEFRAME = "5m"
 DEFAULT_LIMIT = 500
@@ -172,7 +172,7 @@ class CcxtProvider(MarketDataProvider):
         if not rows:
             return empty_candles()
         df = pd.DataFrame([r[:6] for r in rows], columns=["ms", *OHLCV_COLUMNS])
-        out = pd.DataFrame({"timestamp": ms_to_timestamps(df["ms"].astype("int64").to_numpy())})
+        out = pd.DataFrame({"timestamp": ms_index(df["ms"].astype("int64").to_numpy())})
         for col in OHLCV_COLUMNS:
             out[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
         return out

@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.data._common import Clock, finalize_candles, ms_to_timestamps, resolve_now, to_ms
+from engine.data._common import Clock, finalize_candles, resolve_now, to_ms
 from engine.data.base import BadSymbolError, MarketDataProvider, ProviderError
 from engine.schemas import OHLCV_COLUMNS, CandleValidationError, empty_candles, validate_candles
+from engine.timeframes import ms_index
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet", ".zip")
 #: glob patterns relative to the root; {symbol} is "ETH_BTC", {pair} is "ETHBTC"
@@ -231,7 +232,7 @@ def read_candle_file(path: str | Path, symbol: str | None = None) -> pd.DataFram
         where, labels = "line", "line numbers in the file"
     num = _numeric(raw, path, where)
     ms = _epoch_ms(num["timestamp"], path, where)
-    df = pd.DataFrame({"timestamp": ms_to_timestamps(ms)}, index=num.index)
+    df = pd.DataFrame({"timestamp": ms_index(ms)}, index=num.index)
     for col in OHLCV_COLUMNS:
         df[col] = num[col].astype("float64")
     df = df.sort_values("timestamp", kind="stable")

@@ -21,12 +21,12 @@ from engine.data._common import (
     ceil_grid,
     closed_bound_ms,
     finalize_candles,
-    ms_to_timestamps,
     resolve_now,
     to_ms,
 )
 from engine.data.base import BadSymbolError, MarketDataProvider, ProviderError
 from engine.schemas import BASE_MS, empty_candles
+from engine.timeframes import ms_index
 
 HISTORY_PATH = "/market/udf/history"
 MAX_CANDLES = 500
@@ -190,7 +190,7 @@ class NobitexProvider(MarketDataProvider):
             raise ProviderError(f"nobitex {symbol!r}: malformed 'ok' response ({exc!r})") from exc
         if any(len(v) != len(seconds) for v in cols.values()):
             raise ProviderError(f"nobitex {symbol!r}: arrays t/o/h/l/c/v have different lengths")
-        return pd.DataFrame({"timestamp": ms_to_timestamps(seconds * 1000), **cols})
+        return pd.DataFrame({"timestamp": ms_index(seconds * 1000), **cols})
 
 
 def _json_or_none(resp: Any) -> Any:

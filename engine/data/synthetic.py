@@ -23,11 +23,11 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from engine.data._common import Clock, ms_to_timestamps, resolve_now, to_ms
+from engine.data._common import Clock, resolve_now, to_ms
 from engine.data.base import MarketDataProvider
-from engine.schemas import BASE_MS, empty_candles, validate_candles
+from engine.schemas import empty_candles, validate_candles
+from engine.timeframes import BASE_MS, DAY_MS, ms_index
 
-DAY_MS = 86_400_000
 SLOTS_PER_DAY = DAY_MS // BASE_MS  # 288
 EPOCH_DAY = 16_801  # 2016-01-01: anchors are chained from here, forwards and backwards
 BLOCK_DAYS = 512
@@ -185,7 +185,7 @@ class SyntheticProvider(MarketDataProvider):
         ms = slot * BASE_MS
         return pd.DataFrame(
             {
-                "timestamp": ms_to_timestamps(ms),
+                "timestamp": ms_index(ms),
                 "open": o[present],
                 "high": h[present],
                 "low": lo[present],
@@ -304,8 +304,3 @@ class SyntheticProvider(MarketDataProvider):
 
 def _weights(raw: np.ndarray) -> np.ndarray:
     return raw / raw.sum(axis=1, keepdims=True)
-
-
-def synthetic_universe(n: int) -> list[str]:
-    """`n` plausible symbol names (SYN000/USDT, ...) for demos and benchmarks."""
-    return [f"SYN{i:03d}/USDT" for i in range(n)]

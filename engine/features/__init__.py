@@ -11,12 +11,7 @@ import pandas as pd
 
 from engine.bars import Bars, aggregate_candles
 from engine.features.base import FeatureComputer
-from engine.features.cross_section import (
-    add_cross_sectional,
-    cross_sectional_arrays,
-    group_pct_rank,
-    group_zscore,
-)
+from engine.features.cross_section import cross_sectional_arrays, group_zscore
 from engine.features.registry import (
     default_warmup_bars,
     feature_names,
@@ -26,19 +21,14 @@ from engine.features.registry import (
 from engine.schemas import validate_candles
 from engine.timeframes import ms_index
 
-FEATURE_NAMES: tuple[str, ...] = tuple(feature_names())
-
 __all__ = [
-    "FEATURE_NAMES",
     "FeatureComputer",
-    "add_cross_sectional",
     "compute_feature_arrays",
     "cross_sectional_arrays",
     "compute_features",
     "default_warmup_bars",
     "feature_names",
     "get_feature_computers",
-    "group_pct_rank",
     "group_zscore",
     "register_feature_computer",
 ]

@@ -88,12 +88,6 @@ def group_zscore(values: pd.Series, groups: pd.Series, mask: pd.Series) -> pd.Se
     return pd.Series(z, index=values.index)
 
 
-def group_pct_rank(values: pd.Series, groups: pd.Series, mask: pd.Series) -> pd.Series:
-    codes, n = group_codes(groups)
-    p = pct_rank_by_code(values.to_numpy(np.float64), codes, n, np.asarray(mask, dtype=bool))
-    return pd.Series(p, index=values.index)
-
-
 def cross_sectional_arrays(
     columns: dict[str, np.ndarray], groups: np.ndarray, mask: np.ndarray, members: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
@@ -113,11 +107,3 @@ def cross_sectional_arrays(
             out[f"{name}_pct"] = pct_rank_by_code(x, codes, n, mask)
     return out
 
-
-def add_cross_sectional(
-    panel: pd.DataFrame, features: list[str], *, by: str = "decision_time", mask_col: str = "eligible"
-) -> pd.DataFrame:
-    """Add `<feature>_z` and `<feature>_pct` columns computed over the eligible rows of each decision time."""
-    new = cross_sectional_arrays({f: panel[f].to_numpy(np.float64) for f in features},
-                                 panel[by].to_numpy(), panel[mask_col].to_numpy(dtype=bool))
-    return pd.concat([panel, pd.DataFrame(new, index=panel.index)], axis=1)

@@ -48,6 +48,11 @@ class BacktestsConfig(dg.Config):
     warmup_bars: int = Field(default=0, ge=0, description="Closed feature bars needed; 0 = engine default.")
 
 
+def best_first(rows: list[dict]) -> list[dict]:
+    """Comparison rows by mean window return, best first; rows without one (no run data) go last."""
+    return sorted(rows, key=lambda r: (r.get("mean_window_return") is None, -(r.get("mean_window_return") or 0.0)))
+
+
 @dg.asset(
     deps=["features"],
     group_name=GROUP,
@@ -190,7 +195,7 @@ def strategy_comparison(context: dg.AssetExecutionContext, store: StoreResource)
         previews.append(f"**{name}** (last 5 trades)\n\n" + frame_table(trades.tail(5), TRADE_PREVIEW))
     if not rows:
         raise dg.Failure(description="no recorded backtests to compare: materialise `backtests` first")
-    ranked = sorted(rows, key=lambda r: -(r.get("mean_window_return") or float("-inf")))
+    ranked = best_first(rows)
     columns = ["strategy", "run_id", "trade_count", "win_rate", "avg_return", "mean_window_return",
                "null_p_value", "max_drawdown_aggregated", "total_return", "break_even_fee_bps"]  # fmt: skip
     metadata: dict[str, object] = {

@@ -18,16 +18,22 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from pipeline.store import candles as _candles
 from pipeline.store import results as _results
 from pipeline.store.candles import CandleStoreError
-from pipeline.store.engine_url import ENV_VAR, SQLITE_BEGIN_OPTION, make_engine, resolve_url
+from pipeline.store.engine_url import (
+    ENV_VAR,
+    SQLITE_BEGIN_OPTION,
+    describe_db_error,
+    make_engine,
+    resolve_url,
+    safe_url,
+)
 from pipeline.store.migrate import current_revision, head_revision, schema_diff, upgrade
 from pipeline.store.results import RequestAlreadyRecorded
 
-__all__ = ["ENV_VAR", "CandleStoreError", "RequestAlreadyRecorded", "Store"]
+__all__ = ["ENV_VAR", "CandleStoreError", "RequestAlreadyRecorded", "Store", "StoreOpenError", "open_store"]
 
 
 class Store:
@@ -46,7 +52,7 @@ class Store:
         return cls(None)
 
     def __repr__(self) -> str:
-        return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
+        return f"Store({safe_url(self.url)!r})"
 
     def __enter__(self) -> Store:
         return self
@@ -300,3 +306,25 @@ class Store:
         """The newest ranking snapshot of a strategy (empty frame when none)."""
         with self._read() as conn:
             return _results.latest_ranking(conn, strategy)
+
+
+class StoreOpenError(RuntimeError):
+    """The store cannot be opened (bad URL, unsupported database, server unreachable); one-line message."""
+
+
+def open_store(url: str | None = None) -> Store:
+    """A migrated store for `url` (default `$CRYPTO4H_DB_URL`, else the SQLite file), for command lines.
+
+    Raises `StoreOpenError` with a one-line message naming the URL (password hidden) and the cause.
+    """
+    raw = url or os.environ.get(ENV_VAR) or "the default SQLite file"
+    try:
+        store = Store(url)
+    except (sa.exc.SQLAlchemyError, ValueError) as exc:
+        raise StoreOpenError(f"cannot open the store {safe_url(raw)}: {describe_db_error(exc)}") from exc
+    try:
+        store.migrate()
+    except sa.exc.SQLAlchemyError as exc:
+        store.dispose()
+        raise StoreOpenError(f"cannot open the store {safe_url(store.url)}: {describe_db_error(exc)}") from exc
+    return store

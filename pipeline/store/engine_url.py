@@ -85,3 +85,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if backend == "sqlite":
         _install_sqlite_hooks(engine)
     return engine
+
+
+def safe_url(url: str) -> str:
+    """`url` for messages and logs: the password hidden (the text itself when it does not parse)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
+def describe_db_error(exc: BaseException) -> str:
+    """A database error as one line for a terminal: the driver's own message, without SQLAlchemy's SQL
+    echo and documentation link."""
+    orig = getattr(exc, "orig", None)
+    return " ".join(str(orig if orig is not None else exc).split())

@@ -8,6 +8,8 @@ untouched. For developers: `python -m pipeline.store {upgrade,current,check,revi
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -17,8 +19,16 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.store.engine_url import SQLITE_BEGIN_OPTION, make_engine, resolve_url
+from pipeline.store.engine_url import (
+    ENV_VAR,
+    SQLITE_BEGIN_OPTION,
+    describe_db_error,
+    make_engine,
+    resolve_url,
+    safe_url,
+)
 from pipeline.store.models import metadata
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -92,25 +102,31 @@ def schema_diff(engine: Engine) -> list:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Small developer CLI around the programmatic config."""
+    """Small developer CLI around the programmatic config; a database that cannot be used is reported in
+    one line (exit code 2), not as a traceback."""
     parser = argparse.ArgumentParser(prog="python -m pipeline.store")
     parser.add_argument("action", choices=["upgrade", "current", "check", "revision"])
     parser.add_argument("-m", "--message", default="schema change")
     parser.add_argument("--url", default=None, help="database URL (default: $CRYPTO4H_DB_URL / SQLite file)")
     args = parser.parse_args(argv)
-    url = resolve_url(args.url)
-    if args.action == "revision":
-        command.revision(alembic_config(url), message=args.message, autogenerate=True)
-        return
-    engine = make_engine(url)
+    raw = args.url or os.environ.get(ENV_VAR) or "the default SQLite file"
     try:
-        if args.action == "upgrade":
-            upgrade(engine)
-        elif args.action == "check":
-            diff = schema_diff(engine)
-            print("\n".join(map(str, diff)) or "models and database agree")
-            if diff:
-                raise SystemExit(1)
-        print(f"{engine.url.render_as_string()}: at {current_revision(engine)} (head {head_revision()})")
-    finally:
-        engine.dispose()
+        url = resolve_url(args.url)
+        if args.action == "revision":
+            command.revision(alembic_config(url), message=args.message, autogenerate=True)
+            return
+        engine = make_engine(url)
+        try:
+            if args.action == "upgrade":
+                upgrade(engine)
+            elif args.action == "check":
+                diff = schema_diff(engine)
+                print("\n".join(map(str, diff)) or "models and database agree")
+                if diff:
+                    raise SystemExit(1)
+            print(f"{safe_url(url)}: at {current_revision(engine)} (head {head_revision()})")
+        finally:
+            engine.dispose()
+    except (SQLAlchemyError, ValueError) as exc:
+        print(f"error: cannot use the database {safe_url(raw)}: {describe_db_error(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None

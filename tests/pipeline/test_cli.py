@@ -158,6 +158,35 @@ def test_demo_quiet_prints_only_the_summary(env, capsys) -> None:
         assert noise not in out
 
 
+# --- a store that cannot be opened -------------------------------------------------------------------
+
+UNREACHABLE_DB = "postgresql+psycopg2://nobody:secret@127.0.0.1:1/nowhere"  # port 1: connection refused
+
+
+@pytest.mark.parametrize(
+    ("module", "argv"),
+    [
+        ("pipeline.backfill", ["--start", "2024-03-01", "--end", "2024-03-01", "--quiet"]),
+        ("pipeline.demo", ["--quiet"]),
+        ("pipeline.store.migrate", ["upgrade"]),
+    ],
+)
+def test_unreachable_store_is_reported_in_one_line(env, capsys, monkeypatch, module, argv) -> None:
+    import importlib
+
+    monkeypatch.setenv("CRYPTO4H_DB_URL", UNREACHABLE_DB)
+    main = importlib.import_module(module).main
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # the store CLI exits
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot ") and "nobody:***@127.0.0.1:1/nowhere" in err
+    assert "Connection refused" in err and "secret" not in err and "\n" not in err
+    assert not _runs(env["home"])
+
+
 # --- the code location as Dagster's own processes load it ---------------------------------------------
 
 

@@ -108,6 +108,14 @@ def test_performance_and_comparison_find_scheduled_runs_behind_many_newer_runs(i
         assert f"| {name} | {run_id} |" in perf and f"| {name} | {run_id} |" in comp
 
 
+def test_comparison_ranks_by_mean_window_return_with_missing_values_last() -> None:
+    from pipeline.assets.backtests import best_first
+
+    rows = [{"strategy": "loses", "mean_window_return": -0.001}, {"strategy": "no_data", "mean_window_return": None},
+            {"strategy": "flat", "mean_window_return": 0.0}, {"strategy": "wins", "mean_window_return": 0.002}]
+    assert [r["strategy"] for r in best_first(rows)] == ["wins", "flat", "loses", "no_data"]
+
+
 def test_comparison_curves_use_the_engine_sleeve_factor(refreshed, store) -> None:
     from engine.backtest import WalkForwardConfig
     from pipeline.research import stored_walk_forward_config

@@ -67,6 +67,7 @@ def test_env_var_selects_the_universe(tmp_path: Path, monkeypatch: pytest.Monkey
         ({"symbols": ["ETH/BTC", "ETH/BTC"]}, "duplicate symbols"),
         ({"start": "yesterday"}, "not an ISO date"),
         ({"end": "2023-01-01"}, "before start"),
+        ({"end": "soon"}, "end 'soon' is not an ISO date or timestamp"),
         ({"exchange": ""}, "'exchange' is required"),
         ({"colour": "blue"}, "unknown keys ['colour']"),
         ({"checks": {"max_gap": 3}}, "'checks' accepts only"),
