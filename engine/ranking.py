@@ -13,8 +13,8 @@ import pandas as pd
 
 from engine.backtest.config import WalkForwardConfig
 from engine.backtest.evaluate import evaluate, gate_reasons, require_risk_objects
-from engine.backtest.panel import SymbolHistory, build_panel, prepare_history
-from engine.features import default_warmup_bars, feature_names, get_feature_computers
+from engine.backtest.panel import PreparedHistories, SymbolHistory, build_panel, prepare_histories
+from engine.features import default_warmup_bars
 from engine.schemas import BASE_MS
 from engine.strategies.base import TradingStrategy
 from engine.timeframes import ms_to_timestamp, to_utc
@@ -32,7 +32,7 @@ def latest_decision_time(histories: Mapping[str, SymbolHistory], shift_ms: int) 
 
 
 def rank_universe(
-    candles_by_symbol: Mapping[str, pd.DataFrame],
+    candles_by_symbol: Mapping[str, pd.DataFrame] | PreparedHistories,
     strategy: TradingStrategy,
     *,
     at: object = None,
@@ -42,14 +42,13 @@ def rank_universe(
 
     Columns: symbol, decision_time, eligible, candidate, selected, rank (1 = best candidate), score,
     weight, reasons ('' when every gate passed) and the feature snapshot. Rows are ordered by rank, then
-    score.
+    score. `candles_by_symbol` may be `prepare_histories(...)` (features shared with backtests).
     """
     cfg = cfg or WalkForwardConfig()
-    computers = get_feature_computers()
-    feats = feature_names(computers)
-    warmup = cfg.warmup_bars or default_warmup_bars(computers)
+    warmup = cfg.warmup_bars or default_warmup_bars()
     risk, allocator = require_risk_objects(strategy, warmup, cfg.max_positions)
-    histories = {str(s): prepare_history(str(s), df, cfg.timeframe_ms, computers) for s, df in candles_by_symbol.items()}
+    histories = prepare_histories(candles_by_symbol, cfg.feature_timeframe)
+    feats = histories.feature_cols
     when = latest_decision_time(histories, cfg.shift_ms) if at is None else to_utc(at, "rank_universe(at=)")
     if when is None:
         return pd.DataFrame(columns=RANKING_COLUMNS)

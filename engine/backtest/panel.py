@@ -10,16 +10,22 @@ recomputed per window.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from engine.bars import aggregate_arrays, closed_bar_count
-from engine.features import compute_feature_arrays, cross_sectional_arrays
+from engine.features import (
+    compute_feature_arrays,
+    cross_sectional_arrays,
+    feature_names,
+    get_feature_computers,
+)
 from engine.features.base import FeatureComputer
 from engine.schemas import BASE_MS, candles_look_valid, coerce_candles, timestamps_ms, validate_candles
-from engine.timeframes import ms_index
+from engine.timeframes import ms_index, timeframe_ms
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +73,56 @@ def prepare_history(
         features=compute_feature_arrays(bars, computers),
         tf_ms=tf_ms,
     )
+
+
+class PreparedHistories(Mapping[str, SymbolHistory]):
+    """Every symbol's validated candles and whole-history features on one feature timeframe.
+
+    Build it once with `prepare_histories` and pass it to `run_walk_forward` / `rank_universe` in place of
+    the candle mapping: several strategies, a ranking and a sweep then share one feature computation.
+    """
+
+    def __init__(self, histories: Mapping[str, SymbolHistory], tf_ms: int, feature_cols: list[str]) -> None:
+        self._histories = dict(histories)
+        self.tf_ms = tf_ms
+        self.feature_cols = list(feature_cols)
+
+    def __getitem__(self, symbol: str) -> SymbolHistory:
+        return self._histories[symbol]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._histories)
+
+    def __len__(self) -> int:
+        return len(self._histories)
+
+    def __repr__(self) -> str:
+        return f"PreparedHistories({len(self)} symbols, timeframe {self.tf_ms // 60_000} min)"
+
+
+def prepare_histories(
+    candles_by_symbol: Mapping[str, pd.DataFrame] | PreparedHistories,
+    feature_timeframe: str = "1h",
+    computers: list[FeatureComputer] | None = None,
+) -> PreparedHistories:
+    """Validate every symbol's 5m candles and compute its features once (`feature_timeframe` bars).
+
+    Passing an existing `PreparedHistories` returns it unchanged when its timeframe matches, and raises
+    otherwise (features of one timeframe cannot serve another).
+    """
+    tf_ms = timeframe_ms(feature_timeframe)
+    if isinstance(candles_by_symbol, PreparedHistories):
+        if candles_by_symbol.tf_ms != tf_ms:
+            raise ValueError(
+                f"prepared histories hold {candles_by_symbol.tf_ms // 60_000}-minute features, but the config "
+                f"asks for feature_timeframe={feature_timeframe!r}; prepare them with that timeframe"
+            )
+        return candles_by_symbol
+    if not isinstance(candles_by_symbol, Mapping) or not candles_by_symbol:
+        raise ValueError("candles_by_symbol must be a non-empty mapping of symbol -> 5m candle DataFrame")
+    computers = computers or get_feature_computers()
+    histories = {str(s): prepare_history(str(s), df, tf_ms, computers) for s, df in candles_by_symbol.items()}
+    return PreparedHistories(histories, tf_ms, feature_names(computers))
 
 
 def symbol_panel(
@@ -131,7 +187,7 @@ def _range_min(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
 
 
 def build_panel(
-    histories: dict[str, SymbolHistory],
+    histories: Mapping[str, SymbolHistory],
     decision_ms: np.ndarray,
     window_ms: int,
     *,

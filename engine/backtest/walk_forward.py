@@ -17,8 +17,8 @@ import pandas as pd
 
 from engine.backtest.config import WalkForwardConfig
 from engine.backtest.evaluate import evaluate, require_risk_objects
-from engine.backtest.panel import build_panel, prepare_history
-from engine.features import default_warmup_bars, feature_names, get_feature_computers
+from engine.backtest.panel import PreparedHistories, build_panel, prepare_histories
+from engine.features import default_warmup_bars
 from engine.metrics import curve_metrics, equity_curve, symbol_metrics, trade_metrics
 from engine.stats import (
     block_bootstrap_ci,
@@ -67,20 +67,20 @@ class WalkForwardResult:
 
 
 def run_walk_forward(
-    candles_by_symbol: Mapping[str, pd.DataFrame],
+    candles_by_symbol: Mapping[str, pd.DataFrame] | PreparedHistories,
     strategy: TradingStrategy,
     cfg: WalkForwardConfig | None = None,
 ) -> WalkForwardResult:
-    """Run `strategy` over `candles_by_symbol` (symbol -> 5m candle frame) with the walk-forward rules."""
-    cfg = cfg or WalkForwardConfig()
-    computers = get_feature_computers()
-    feature_cols = feature_names(computers)
-    warmup = cfg.warmup_bars or default_warmup_bars(computers)
-    risk, allocator = require_risk_objects(strategy, warmup, cfg.max_positions)
-    if not isinstance(candles_by_symbol, Mapping) or not candles_by_symbol:
-        raise ValueError("candles_by_symbol must be a non-empty mapping of symbol -> 5m candle DataFrame")
+    """Run `strategy` over `candles_by_symbol` (symbol -> 5m candle frame) with the walk-forward rules.
 
-    histories = {str(s): prepare_history(str(s), df, cfg.timeframe_ms, computers) for s, df in candles_by_symbol.items()}
+    `candles_by_symbol` may also be `prepare_histories(candles, cfg.feature_timeframe)`: the features are
+    then not computed again (several strategies or configurations over the same data).
+    """
+    cfg = cfg or WalkForwardConfig()
+    warmup = cfg.warmup_bars or default_warmup_bars()
+    risk, allocator = require_risk_objects(strategy, warmup, cfg.max_positions)
+    histories = prepare_histories(candles_by_symbol, cfg.feature_timeframe)
+    feature_cols = histories.feature_cols
     decision_ms = _decision_times(histories, cfg, warmup)
     log.info("walk-forward %s: %d symbols, %d decision times", strategy.name, len(histories), len(decision_ms))
 
