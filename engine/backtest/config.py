@@ -43,7 +43,6 @@ class WalkForwardConfig:
             raise ValueError(f"WalkForwardConfig: end ({self.end}) must be after start ({self.start})")
         checks.window_and_shift(self.window_hours, self.shift_hours)
         set_(self, "feature_timeframe", checks.timeframe(self.feature_timeframe))
-        self.timeframe_ms  # noqa: B018 - validates
         for name in ("fee_bps", "slippage_bps"):
             set_(self, name, checks.number(name, getattr(self, name), high=10_000))
         if self.cost_per_side >= 1:

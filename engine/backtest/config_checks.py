@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.timeframes import hours_ms, to_utc
+from engine.timeframes import hours_ms, timeframe_ms, to_utc
 
 #: generous upper bounds that keep every later integer conversion and array size representable
 MAX_HOURS = 24 * 366 * 10
@@ -108,6 +108,11 @@ def cost_levels(value: Any, slippage_bps: float) -> tuple[float, ...]:
 
 
 def timeframe(value: Any) -> str:
+    """A feature timeframe string that `timeframe_ms` accepts (a multiple of the 5m base candle)."""
     if not isinstance(value, str):
         raise ValueError(f"WalkForwardConfig.feature_timeframe must be a string such as '1h' (got {value!r})")
+    try:
+        timeframe_ms(value)
+    except ValueError as exc:
+        raise ValueError(f"WalkForwardConfig.feature_timeframe: {exc}") from exc
     return value

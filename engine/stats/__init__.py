@@ -25,6 +25,7 @@ from engine.stats.sharpe import (
     deflated_sharpe,
     expected_max_sharpe,
     probabilistic_sharpe,
+    psr_from_moments,
     sharpe_ratio,
 )
 from engine.stats.summary import RunStatistics, monthly_table, periods_per_year, run_statistics, tail_metrics
@@ -53,6 +54,7 @@ __all__ = [
     "percentile_interval",
     "periods_per_year",
     "probabilistic_sharpe",
+    "psr_from_moments",
     "quantile_spread",
     "rank_ic",
     "rank_ic_series",

@@ -11,6 +11,7 @@ References: D. Bailey, M. Lopez de Prado, "The Sharpe ratio efficient frontier",
 from __future__ import annotations
 
 import math
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -46,12 +47,16 @@ def sharpe_ratio(returns: np.ndarray, periods_per_year: float = 1.0) -> float | 
     return float(x.mean() / sd * math.sqrt(periods_per_year))
 
 
-def _psr(sr: float, benchmark: float, n: int, skew: float, kurt: float) -> float | None:
-    """PSR formula on per-period Sharpe ratios: Phi((sr - benchmark) sqrt(n-1) / sqrt(1 - g3 sr + (g4-1)/4 sr^2))."""
-    denom = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr**2
+def psr_from_moments(sharpe: float, n: int, skew: float, kurtosis: float, benchmark: float = 0.0) -> float | None:
+    """PSR from summary statistics, all per period (not annualised); `kurtosis` is not excess (normal = 3).
+
+    Phi((SR - SR*) sqrt(n-1) / sqrt(1 - skew SR + (kurtosis-1)/4 SR^2)): fat tails and negative skew widen
+    the sampling distribution of the Sharpe ratio, so the same Sharpe is less convincing.
+    """
+    denom = 1.0 - skew * sharpe + (kurtosis - 1.0) / 4.0 * sharpe**2
     if n < 2 or not denom > 0:
         return None
-    return float(stats.norm.cdf((sr - benchmark) * math.sqrt(n - 1) / math.sqrt(denom)))
+    return float(stats.norm.cdf((sharpe - benchmark) * math.sqrt(n - 1) / math.sqrt(denom)))
 
 
 def _moments(x: np.ndarray) -> tuple[float, float, float] | None:
@@ -78,7 +83,7 @@ def probabilistic_sharpe(
     if m is None:
         return None
     sr, skew, kurt = m
-    return _psr(sr, benchmark_sharpe / math.sqrt(periods_per_year), len(x), skew, kurt)
+    return psr_from_moments(sr, len(x), skew, kurt, benchmark_sharpe / math.sqrt(periods_per_year))
 
 
 def expected_max_sharpe(n_trials: int, trials_sharpe_variance: float) -> float:
@@ -105,7 +110,8 @@ def deflated_sharpe(
     Sharpe estimate with zero true Sharpe over this many returns, `1/(n-1)` per period: the spread skill-less
     trials of the same length would show. `n_trials = 1` gives threshold 0 (DSR = PSR against 0).
     """
-    if isinstance(n_trials, bool) or int(n_trials) != n_trials or n_trials < 1:
+    valid = isinstance(n_trials, numbers.Real) and not isinstance(n_trials, bool) and math.isfinite(n_trials)
+    if not valid or int(n_trials) != n_trials or n_trials < 1:
         raise ValueError(f"deflated_sharpe: n_trials must be an integer >= 1 (got {n_trials!r})")
     n_trials = int(n_trials)
     x = _clean(returns)
@@ -116,9 +122,11 @@ def deflated_sharpe(
     if trials_sharpe_variance is None:
         variance = 1.0 / (len(x) - 1)
     else:
-        if not (math.isfinite(trials_sharpe_variance) and trials_sharpe_variance >= 0):
+        ok = isinstance(trials_sharpe_variance, numbers.Real) and not isinstance(trials_sharpe_variance, bool)
+        if not (ok and math.isfinite(trials_sharpe_variance) and trials_sharpe_variance >= 0):
             raise ValueError(f"deflated_sharpe: trials_sharpe_variance must be >= 0 (got {trials_sharpe_variance!r})")
         variance = trials_sharpe_variance / periods_per_year
     threshold = expected_max_sharpe(n_trials, variance)
     scale = math.sqrt(periods_per_year)
-    return DeflatedSharpe(_psr(sr, threshold, len(x), skew, kurt), threshold * scale, sr * scale, n_trials)
+    return DeflatedSharpe(psr_from_moments(sr, len(x), skew, kurt, threshold), threshold * scale, sr * scale,
+                          n_trials)

@@ -52,6 +52,13 @@ def periods_per_year(shift_hours: float) -> float:
     return 365.0 * 24.0 / float(shift_hours)
 
 
+def _symbol_codes(symbol: pd.Series) -> np.ndarray:
+    """Integer codes that sort like the symbol names (the panel's categories are sorted names)."""
+    if isinstance(symbol.dtype, pd.CategoricalDtype) and symbol.cat.categories.is_monotonic_increasing:
+        return symbol.cat.codes.to_numpy(np.int64)
+    return pd.factorize(symbol.astype(str), sort=True)[0]
+
+
 def _per_window(ev: pd.DataFrame, decision_ms: np.ndarray) -> dict[str, np.ndarray]:
     """Completed trades, wins, summed gains and summed |losses| per decision time."""
     n = len(decision_ms)
@@ -192,12 +199,13 @@ def run_statistics(
 
     forward = np.where(void, np.nan, ev["return_pct"].to_numpy(np.float64))
     score = ev["score"].to_numpy(np.float64)
-    ic_times, ic, n_scored = rank_ic_series(times, score, forward)
+    symbols = _symbol_codes(ev["symbol"])
+    ic_times, ic, n_scored = rank_ic_series(times, score, forward, symbols)
     m["rank_ic_mean"] = float(ic.mean()) if len(ic) else None
     m["rank_ic_count"] = int(len(ic))
     m["rank_ic_positive_share"] = float((ic > 0).mean()) if len(ic) else None
     m["rank_ic_tstat"] = newey_west_tstat(ic, min_bandwidth=2 * overlap)
-    m["quantile_spread_mean"] = quantile_spread(times, ev["symbol"].astype(str).to_numpy(), score, forward)
+    m["quantile_spread_mean"] = quantile_spread(times, symbols, score, forward)
     rank_ic = pd.DataFrame({"decision_time": ms_index(ic_times), "rank_ic": ic, "n_scored": n_scored},
                            columns=RANK_IC_COLUMNS)
 
