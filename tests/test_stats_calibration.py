@@ -80,6 +80,12 @@ def test_null_test_rejects_at_most_7_percent_without_edge(null_rates, strategy):
     assert null_rates[strategy]["p_below_5pct"] <= 0.07
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_rank_ic_tstat_rejects_at_most_7_percent_without_edge(null_rates, strategy):
+    # one-sided 5% test on the Newey-West t-stat of the mean rank IC (consecutive ICs share windows)
+    assert null_rates[strategy]["ic_tstat_above_1.645"] <= 0.07
+
+
 def test_the_simulation_is_realistic(null_rates):
     # 40 days after the 260-bar warm-up, 2h shift; momentum_rank's picks persist from window to window
     # (the case the old closed-form null got wrong), so the calibration covers persistent strategies
@@ -91,3 +97,4 @@ def test_the_simulation_is_realistic(null_rates):
 def test_a_planted_edge_is_detected(edge_rates, strategy):
     assert edge_rates[strategy]["ci_above_0"] >= 0.8
     assert edge_rates[strategy]["p_below_5pct"] >= 0.8
+    assert edge_rates[strategy]["ic_tstat_above_1.645"] >= 0.8
