@@ -53,6 +53,8 @@ def test_block_length_rules():
     assert block_length(white, 4) == 24
     assert block_length(np.zeros(100), 2) == 12  # no variation: the floor
     assert block_length(np.arange(5.0), 2) == 5  # never longer than the series
+    with pytest.raises(ValueError, match="series itself"):
+        block_length(4380, 2)  # the pre-issue signature took the length: refused, not silently 1
     # a persistent series: arch's Politis-White circular estimate (rounded up) beats the floor
     ar = np.zeros(4000)
     shocks = np.random.default_rng(1).normal(size=4000)
@@ -159,6 +161,19 @@ def test_window_null_by_hand():
     assert mean == pytest.approx([0.2, 0.2, 0.0, 0.0])
     # one random pick of three: its std is the population std sqrt(((-0.1)^2 + 0 + 0.1^2) / 3)
     assert std == pytest.approx([math.sqrt(0.02 / 3), 0.0, 0.0, 0.0])
+
+
+def test_window_null_with_unequal_weights_by_enumeration():
+    # portfolio sizing: weights 0.5 and 0.3 (20% cash) on 2 random distinct picks among 5 eligible symbols
+    from itertools import permutations
+
+    outcome = np.array([0.04, -0.01, 0.02, 0.0, -0.03])
+    w = np.array([0.5, 0.3])
+    values = [w @ outcome[list(p)] for p in permutations(range(5), 2)]  # every ordered pick, equally likely
+    mean, std = window_null(np.zeros(5, dtype=np.int64), outcome, np.array([0]), np.array([2]),
+                            np.array([w.sum()]), np.array([w @ w]))
+    assert mean[0] == pytest.approx(np.mean(values), rel=1e-12)
+    assert std[0] == pytest.approx(np.std(values), rel=1e-12)
 
 
 def test_null_baseline_matches_monte_carlo():

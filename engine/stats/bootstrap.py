@@ -30,7 +30,10 @@ def block_length(x: np.ndarray, overlap: int) -> int:
     at least `6 * overlap` (overlap = window/shift), at most n.
     """
     arr = np.asarray(x, dtype=np.float64)
-    arr = arr.reshape(len(arr), -1) if arr.ndim else arr.reshape(1, 1)
+    if arr.ndim == 0:
+        raise ValueError("block_length(x, overlap) takes the series itself (its autocorrelation sets the block), "
+                         "not its length")
+    arr = arr.reshape(len(arr), -1)
     n = arr.shape[0]
     if n < 2:
         return max(1, n)

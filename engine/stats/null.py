@@ -1,8 +1,9 @@
 """The random-pick null: what a strategy with no selection skill earns at each decision time.
 
 At decision time `t_k` with `N_k` eligible symbols (net outcomes with mean `mu_k`, population variance
-`s2_k`), `p_k` random equal-weight picks earn `mu_k` on average with variance `s2_k/p_k * (N_k-p_k)/(N_k-1)`
-(sampling without replacement), and 0 when the strategy picks nothing.
+`s2_k`), random distinct picks given the strategy's weights `w_1..w_p` earn `W mu_k` on average (`W` = sum
+of the weights) with variance `s2_k (N_k sum(w^2) - W^2) / (N_k - 1)` (sampling without replacement). With
+equal weights `1/p` that is `mu_k` and `s2_k/p * (N_k-p)/(N_k-1)`; without picks, 0.
 """
 
 from __future__ import annotations
@@ -13,22 +14,31 @@ import numpy as np
 
 
 def window_null(
-    times: np.ndarray, outcome: np.ndarray, decision_ms: np.ndarray, picks: np.ndarray
+    times: np.ndarray,
+    outcome: np.ndarray,
+    decision_ms: np.ndarray,
+    picks: np.ndarray,
+    weight_sum: np.ndarray | None = None,
+    weight_sq_sum: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per decision time: mean and std of the window return of `picks[k]` random eligible picks.
 
     `times`/`outcome` hold one row per eligible (decision time, symbol) with its net return (void = 0).
+    The random picks carry the strategy's weights: `weight_sum[k]` and `weight_sq_sum[k]` (sum of weights
+    and of squared weights at time k); None means equal weights `1/picks[k]`.
     """
     n_windows = len(decision_ms)
     t_idx = np.searchsorted(decision_ms, times)
     N = np.bincount(t_idx, minlength=n_windows).astype(np.float64)
     k = np.asarray(picks, dtype=np.float64)
+    active = (k > 0) & (N > 0)
+    w = np.where(active, 1.0, 0.0) if weight_sum is None else np.asarray(weight_sum, dtype=np.float64)
+    w2 = np.where(active, 1.0 / np.maximum(k, 1), 0.0) if weight_sq_sum is None else np.asarray(weight_sq_sum, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         mu = np.bincount(t_idx, weights=outcome, minlength=n_windows) / N
         s2 = np.bincount(t_idx, weights=(outcome - mu[t_idx]) ** 2, minlength=n_windows) / N
-        var = s2 / np.maximum(k, 1) * (N - k) / np.maximum(N - 1, 1)
-    active = (k > 0) & (N > 0)
-    mean = np.where(active, mu, 0.0)
+        var = s2 * (N * w2 - w**2) / (N - 1)
+    mean = np.where(active, w * mu, 0.0)
     std = np.sqrt(np.where(active & (N > 1), np.maximum(var, 0.0), 0.0))
     return mean, std
 
@@ -52,7 +62,7 @@ def null_baseline(
 
 
 def excess_over_null(window_return: np.ndarray, null_mean: np.ndarray) -> np.ndarray:
-    """d_k = window return - expected return of random picks of the same count (0 without picks).
+    """d_k = window return - expected return of random picks with the same weights (0 without picks).
 
     Without selection skill E[d_k | information at t_k] = 0, whatever the strategy's persistence, so a test
     of mean(d) = 0 that respects the serial dependence of d is a test of skill.

@@ -60,17 +60,21 @@ def _symbol_codes(symbol: pd.Series) -> np.ndarray:
 
 
 def _per_window(ev: pd.DataFrame, decision_ms: np.ndarray) -> dict[str, np.ndarray]:
-    """Completed trades, wins, summed gains and summed |losses| per decision time."""
+    """Per decision time: completed trades, wins, summed gains and |losses|; picks' weights and squares."""
     n = len(decision_ms)
-    done = ev["selected"].to_numpy(dtype=bool) & ~ev["void"].to_numpy(dtype=bool)
-    t_idx = np.searchsorted(decision_ms, ev["decision_ms"].to_numpy()[done])
+    selected = ev["selected"].to_numpy(dtype=bool)
+    done = selected & ~ev["void"].to_numpy(dtype=bool)
+    t_all = np.searchsorted(decision_ms, ev["decision_ms"].to_numpy())
     r = ev["return_pct"].to_numpy(np.float64)[done]
+    weight = ev["weight"].to_numpy(np.float64)[selected]
 
-    def per_time(w: np.ndarray) -> np.ndarray:
+    def per_time(t_idx: np.ndarray, w: np.ndarray) -> np.ndarray:
         return np.bincount(t_idx, weights=np.asarray(w, dtype=np.float64), minlength=n)
 
-    return {"trades": per_time(np.ones(len(r))), "wins": per_time(r > 0),
-            "gains": per_time(np.where(r > 0, r, 0.0)), "losses": per_time(np.where(r < 0, -r, 0.0))}
+    t_done, t_sel = t_all[done], t_all[selected]
+    return {"trades": per_time(t_done, np.ones(len(r))), "wins": per_time(t_done, r > 0),
+            "gains": per_time(t_done, np.where(r > 0, r, 0.0)), "losses": per_time(t_done, np.where(r < 0, -r, 0.0)),
+            "weight": per_time(t_sel, weight), "weight_sq": per_time(t_sel, weight**2)}
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -173,7 +177,8 @@ def run_statistics(
     times = ev["decision_ms"].to_numpy()
     void = ev["void"].to_numpy(dtype=bool)
     outcome = np.where(void, 0.0, ev["return_pct"].to_numpy(np.float64))
-    null_mean, null_std = window_null(times, outcome, decision_ms, windows["n_selected"].to_numpy())
+    null_mean, null_std = window_null(times, outcome, decision_ms, windows["n_selected"].to_numpy(),
+                                      per_window["weight"], per_window["weight_sq"])
     excess = excess_over_null(wr, null_mean)
 
     block = block_length(np.column_stack([wr, excess]), overlap) if n else 1
