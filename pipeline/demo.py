@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             print(text, flush=True)
 
-    from pipeline.backfill import resolve_dagster_home, run_error, run_in_process
+    from pipeline.defs.market_data.backfill import resolve_dagster_home, run_error, run_in_process
     from pipeline.universe import UniverseConfigError, load_universe
 
     try:
@@ -48,12 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     import dagster as dg
     import pandas as pd
 
-    from pipeline.assets.backtests import SCHEDULED_KIND
     from pipeline.definitions import build_defs
-    from pipeline.jobs import REFRESH_JOB
-    from pipeline.partitions import range_tags
-    from pipeline.research import latest_run, text_table
-    from pipeline.sensors import requests_dir
+    from pipeline.defs.backtests.assets import SCHEDULED_KIND
+    from pipeline.defs.backtests.requests import requests_dir
+    from pipeline.defs.market_data.partitions import range_tags
+    from pipeline.defs.research.jobs import REFRESH_JOB
+    from pipeline.metadata import text_table
+    from pipeline.results import latest_run
     from pipeline.store import StoreOpenError, open_store
 
     try:

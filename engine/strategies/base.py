@@ -77,6 +77,8 @@ class TradingStrategy(ABC):
     param_specs: ClassVar[tuple[Param, ...]]
     #: signal gate column -> human explanation (for ranking reasons)
     gate_labels: ClassVar[dict[str, str]] = {}
+    #: the feature columns the signal gates read (shown next to the reasons in rankings)
+    gate_features: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         specs = {p.name: p for p in self.param_specs}

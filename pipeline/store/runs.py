@@ -197,10 +197,14 @@ def list_backtests(
     *,
     kind: str | None = None,
     status: str | None = None,
+    data_fingerprint: str | None = None,
+    code_version: str | None = None,
 ) -> pd.DataFrame:
     """Most recent runs first (one row per run; config and universe as Python objects)."""
     query = sa.select(*(runs_t.c[c] for c in RUN_COLUMNS)).order_by(runs_t.c.id.desc()).limit(int(limit))
-    for column, value in (("strategy", strategy), ("kind", kind), ("status", status)):
+    filters = (("strategy", strategy), ("kind", kind), ("status", status), ("data_fingerprint", data_fingerprint),
+               ("code_version", code_version))  # fmt: skip
+    for column, value in filters:
         if value is not None:
             query = query.where(runs_t.c[column] == value)
     rows = [dict(r) for r in conn.execute(query).mappings()]

@@ -264,11 +264,19 @@ class Store:
             return _runs.has_request(conn, request_key)
 
     def list_backtests(
-        self, strategy: str | None = None, limit: int = 50, *, kind: str | None = None, status: str | None = None
+        self,
+        strategy: str | None = None,
+        limit: int = 50,
+        *,
+        kind: str | None = None,
+        status: str | None = None,
+        data_fingerprint: str | None = None,
+        code_version: str | None = None,
     ) -> pd.DataFrame:
-        """Most recent runs first, optionally filtered by strategy, kind and status."""
+        """Most recent runs first, optionally filtered by strategy, kind, status, data and code version."""
         with self._read() as conn:
-            return _runs.list_backtests(conn, strategy, limit, kind=kind, status=status)
+            return _runs.list_backtests(conn, strategy, limit, kind=kind, status=status,
+                                        data_fingerprint=data_fingerprint, code_version=code_version)
 
     def backtest_run(self, run_id: int) -> dict[str, Any] | None:
         """One run's row as a dict (None if unknown)."""

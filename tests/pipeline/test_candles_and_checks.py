@@ -8,9 +8,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 from fake_market import DoctoredMarketData
-from pipeline_helpers import SMALL_SYMBOLS, materialize, materialized_keys
+from pipeline_helpers import SMALL_SYMBOLS, cells, materialize, materialized_keys
 
-from pipeline.partitions import range_tags
+from pipeline.defs.market_data.partitions import range_tags
 from pipeline.universe import load_universe
 
 DAY0 = date(2024, 3, 1)
@@ -159,7 +159,7 @@ def test_blocking_check_stops_downstream_assets_on_data_written_elsewhere(env, d
     ohlc = _checks(result)["ohlc_sanity"]
     assert not ohlc.passed and ohlc.severity == dg.AssetCheckSeverity.ERROR
     assert ohlc.metadata["bad_bars"].value == 2  # up, then back down
-    assert "AAA/USDT" in ohlc.metadata["problems"].value and "2024-03-14" in ohlc.metadata["problems"].value
+    assert "AAA/USDT" in cells(ohlc.metadata["problems"]) and "2024-03-14" in cells(ohlc.metadata["problems"])
     assert _checks(result)["schema"].passed  # each bar on its own is valid
     assert materialized_keys(result) == set()  # features/rankings never ran on bad data
 
@@ -182,7 +182,7 @@ def test_stored_source_is_short_and_the_description_goes_to_metadata(env, defs_a
 def test_stored_source_never_exceeds_the_column() -> None:
     from types import SimpleNamespace
 
-    from pipeline.assets.candles import SOURCE_MAX_CHARS, stored_source
+    from pipeline.defs.market_data.assets import SOURCE_MAX_CHARS, stored_source
 
     real = SimpleNamespace(kind="ccxt", exchange="binance", synthetic=False)
     assert stored_source(real) == "ccxt:binance"
@@ -214,8 +214,9 @@ def test_run_summary_is_one_observation_not_copied_to_every_partition(env, defs_
     for event in result.get_asset_materialization_events():
         assert "run_summary" not in event.materialization.metadata
     [obs] = [e.asset_observation_data.asset_observation for e in result.all_events
-             if e.event_type_value == "ASSET_OBSERVATION"]  # fmt: skip
-    table = obs.metadata["run_summary"].value
+             if e.event_type_value == "ASSET_OBSERVATION"
+             and "run_summary" in e.asset_observation_data.asset_observation.metadata]  # fmt: skip
+    table = cells(obs.metadata["run_summary"])
     assert all(s in table for s in SMALL_SYMBOLS) and "2024-03-01 .. 2024-03-02" in table
     assert "SYNTHETIC" in obs.metadata["provider"].value
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 import pytest
-from pipeline_helpers import QUIET, materialize, materialized_keys
+from pipeline_helpers import QUIET, cells, materialize, materialized_keys, records
 
-from pipeline.adhoc import BacktestRequest, adhoc_backtest, request_run_config
+from pipeline.defs.backtests.config import BacktestRequest
+from pipeline.defs.backtests.jobs import adhoc_backtest, request_run_config
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +34,24 @@ def _meta(result: dg.ExecuteInProcessResult, key: str) -> dict:
     return event.materialization.metadata
 
 
-def test_features_are_in_lineage_but_never_persisted(ingested) -> None:
-    from pipeline.assets.research import features_and_rankings
+def _run_ids(result: dg.ExecuteInProcessResult) -> dict[str, int]:
+    """Strategy -> the store run id its scheduled backtest asset reports."""
+    from engine.strategies import list_strategies
 
-    specs = {s.key.to_user_string(): s for s in features_and_rankings.specs}
+    return {i.name: _meta(result, f"backtests/{i.name}")["store_run_id"].value for i in list_strategies()}
+
+
+def test_features_are_in_lineage_but_never_persisted(ingested) -> None:
+    from engine.strategies import list_strategies
+
+    refresh = ingested["defs"].resolve_assets_def("features")
+    specs = {s.key.to_user_string(): s for s in refresh.specs}
     assert specs["features"].metadata["persisted"] is False
     assert dg.AssetKey("candles") in {d.asset_key for d in specs["features"].deps}
     assert dg.AssetKey("features") in {d.asset_key for d in specs["rankings"].deps}
     graph = ingested["defs"].resolve_asset_graph()
-    assert dg.AssetKey("features") in graph.get(dg.AssetKey("backtests")).parent_keys
+    for info in list_strategies():
+        assert dg.AssetKey("features") in graph.get(dg.AssetKey(["backtests", info.name])).parent_keys
 
 
 def test_rankings_snapshot_per_active_strategy(refreshed, store) -> None:
@@ -49,10 +59,10 @@ def test_rankings_snapshot_per_active_strategy(refreshed, store) -> None:
 
     assert {"features", "rankings"} <= materialized_keys(refreshed)
     feats = _meta(refreshed, "features")
-    assert feats["symbols"].value == 3 and "rsi" in feats["latest_features"].value
+    assert feats["symbols"].value == 3 and "rsi" in cells(feats["closed_bar_features"])
     ranks = _meta(refreshed, "rankings")
     for info in list_strategies():
-        table = ranks[f"ranking_{info.name}"].value
+        table = cells(ranks[f"ranking_{info.name}"])
         assert "reasons" in table and "AAA/USDT" in table
         snap = store.latest_ranking(info.name)
         assert set(snap["symbol"]) == {"AAA/USDT", "BBB/USDT", "CCC/USDT"}
@@ -63,8 +73,7 @@ def test_rankings_snapshot_per_active_strategy(refreshed, store) -> None:
 def test_backtests_are_recorded_with_provenance(refreshed, store) -> None:
     from engine.strategies import list_strategies
 
-    meta = _meta(refreshed, "backtests")
-    run_ids = meta["run_ids"].value
+    run_ids = _run_ids(refreshed)
     assert set(run_ids) == {i.name for i in list_strategies()}
     for name, run_id in run_ids.items():
         run = store.backtest_run(run_id)
@@ -77,24 +86,28 @@ def test_backtests_are_recorded_with_provenance(refreshed, store) -> None:
         ]
         metrics = store.backtest_metrics(run_id)
         assert metrics["trade_count"] == len(store.backtest_trades(run_id).query("~void"))
-    assert "trade_count" in meta["summary"].value
-    assert meta["equity_plot"].value.startswith("![")
+        meta = _meta(refreshed, f"backtests/{name}")
+        assert "trade_count" in cells(meta["run"])
+        assert meta["equity_plot"].value.startswith("![")
 
 
 def test_performance_and_comparison_read_back_the_store(refreshed) -> None:
     perf = _meta(refreshed, "strategy_performance")
-    assert "mean_window_return_ci_low" in perf["statistics"].value
+    assert "mean_window_return_ci_low" in cells(perf["statistics"])
     assert any(k.startswith("by_symbol_") for k in perf)
     comp = _meta(refreshed, "strategy_comparison")
-    assert "macd_rsi_confluence" in comp["comparison"].value and "momentum_rank" in comp["comparison"].value
+    assert "macd_rsi_confluence" in cells(comp["comparison"]) and "momentum_rank" in cells(comp["comparison"])
     assert "data:image/png;base64," in comp["equity_plot"].value
-    assert comp["best_by_mean_window_return"].value in {"macd_rsi_confluence", "momentum_rank"}
+    # the leader is named together with whether its lead is significant (never a bare "best")
+    leader = comp["leader"].value
+    assert any(f"**{n}**" in leader for n in ("macd_rsi_confluence", "momentum_rank"))
+    assert "significant" in leader
 
 
 def test_performance_and_comparison_find_scheduled_runs_behind_many_newer_runs(ingested, refreshed, store) -> None:
     """More than 50 newer ad-hoc runs (and a newer failed scheduled run) per strategy must not hide the
     latest successful scheduled run from the performance and comparison assets."""
-    scheduled = _meta(refreshed, "backtests")["run_ids"].value
+    scheduled = _run_ids(refreshed)
     for name in scheduled:
         for _ in range(60):
             store.record_failed_backtest(strategy=name, kind="adhoc", config={}, universe=["AAA/USDT"],
@@ -102,14 +115,15 @@ def test_performance_and_comparison_find_scheduled_runs_behind_many_newer_runs(i
         store.record_failed_backtest(strategy=name, kind="scheduled", config={}, universe=[], error="crash")
     result = materialize(ingested["defs"], dg.AssetSelection.assets("strategy_performance", "strategy_comparison"))
     assert result.success
-    perf = _meta(result, "strategy_performance")["summary"].value
-    comp = _meta(result, "strategy_comparison")["comparison"].value
+    perf = records(_meta(result, "strategy_performance")["statistics"])
+    comp = records(_meta(result, "strategy_comparison")["comparison"])
     for name, run_id in scheduled.items():
-        assert f"| {name} | {run_id} |" in perf and f"| {name} | {run_id} |" in comp
+        assert {"strategy": name, "run_id": run_id}.items() <= next(r for r in perf if r["strategy"] == name).items()
+        assert {"strategy": name, "run_id": run_id}.items() <= next(r for r in comp if r["strategy"] == name).items()
 
 
 def test_comparison_ranks_by_mean_window_return_with_missing_values_last() -> None:
-    from pipeline.assets.backtests import best_first
+    from pipeline.defs.backtests.assets import best_first
 
     rows = [{"strategy": "loses", "mean_window_return": -0.001}, {"strategy": "no_data", "mean_window_return": None},
             {"strategy": "flat", "mean_window_return": 0.0}, {"strategy": "wins", "mean_window_return": 0.002}]
@@ -118,9 +132,9 @@ def test_comparison_ranks_by_mean_window_return_with_missing_values_last() -> No
 
 def test_comparison_curves_use_the_engine_sleeve_factor(refreshed, store) -> None:
     from engine.backtest import WalkForwardConfig
-    from pipeline.research import stored_walk_forward_config
+    from pipeline.results import stored_walk_forward_config
 
-    run_id = next(iter(_meta(refreshed, "backtests")["run_ids"].value.values()))
+    run_id = next(iter(_run_ids(refreshed).values()))
     cfg = stored_walk_forward_config(store.backtest_run(run_id)["config"])
     assert cfg == WalkForwardConfig(window_hours=4, shift_hours=2, fee_bps=10, max_positions=3)
     assert cfg.sleeve_factor == 0.5
@@ -187,7 +201,7 @@ def test_unknown_strategy_is_rejected_before_a_run_starts(ingested) -> None:
     """The strategy is an enum of the engine registry: the Launchpad lists the strategies and the daemon's
     config validation refuses an unknown one (no run, nothing recorded)."""
     from engine.strategies import list_strategies
-    from pipeline.adhoc import StrategyName
+    from pipeline.defs.backtests.config import StrategyName
 
     assert sorted(StrategyName.__members__) == sorted(i.name for i in list_strategies())
     for name in StrategyName.__members__:

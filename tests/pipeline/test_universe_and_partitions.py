@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pipeline_helpers import write_universe
 
-from pipeline.partitions import (
+from pipeline.defs.market_data.partitions import (
     build_partitions_def,
     contiguous_runs,
     group_by_symbol,
@@ -148,7 +148,7 @@ def test_live_universe_partitions_include_today(tmp_path: Path) -> None:
 
 
 def test_symbol_blocks_follow_the_universe_order(tmp_path: Path) -> None:
-    from pipeline.partitions import symbol_blocks
+    from pipeline.defs.market_data.partitions import symbol_blocks
 
     uni = load_universe(write_universe(tmp_path / "u.yaml"))
     assert symbol_blocks(uni, ["CCC/USDT", "BBB/USDT"]) == [["BBB/USDT", "CCC/USDT"]]

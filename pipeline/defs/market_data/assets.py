@@ -17,9 +17,11 @@ from datetime import date
 import dagster as dg
 import pandas as pd
 
-from pipeline.partitions import contiguous_runs, group_by_symbol, partition_key
-from pipeline.quality import blocking_problems, expected_slots, fmt_ts, gap_stats, merge_candles, pct
-from pipeline.research import md_table
+from pipeline.defs.market_data.outcome import INGESTION, outcome_observation
+from pipeline.defs.market_data.partitions import contiguous_runs, group_by_symbol, partition_key
+from pipeline.defs.market_data.quality import blocking_problems, expected_slots, gap_stats, merge_candles
+from pipeline.metadata import fmt_ts, md_table, pct
+from pipeline.metadata import table as typed_table
 from pipeline.resources import MarketDataResource, StoreResource, UniverseResource
 from pipeline.universe import Universe, utc_day_bounds
 
@@ -99,20 +101,7 @@ def _day_metadata(df: pd.DataFrame, day: date, now: pd.Timestamp, universe: Univ
 def build_candles_asset(spec: Universe, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     """The `candles` asset for one universe (its symbols are the static partition dimension)."""
 
-    @dg.asset(
-        name="candles",
-        partitions_def=partitions_def,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name=GROUP,
-        kinds={"sql", "pandas"},
-        description=(
-            f"Closed 5m OHLCV candles for the {spec.name!r} universe ({len(spec.symbols)} symbols "
-            f"on {spec.exchange}), partitioned by UTC day x symbol, upserted to the SQL store. "
-            "Open-time convention: a candle stamped T covers [T, T+5m)."
-        ),
-        metadata={"exchange": spec.exchange, "provider": spec.provider_kind},
-    )
-    def candles(
+    def _ingest(
         context: dg.AssetExecutionContext,
         store: StoreResource,
         market_data: MarketDataResource,
@@ -137,6 +126,16 @@ def build_candles_asset(spec: Universe, partitions_def: dg.PartitionsDefinition)
         now = pd.Timestamp.now(tz="UTC")
         by_symbol = group_by_symbol(context.partition_keys)
         n_parts = sum(len(d) for d in by_symbol.values())
+        if n_parts == 0:
+            raise dg.Failure(
+                description=(
+                    "this run's partition range holds no partition: a range is the rectangle between its "
+                    "two corner keys, so the first corner needs the earlier date and the symbol that comes "
+                    f"first in the universe order {list(uni.symbol_keys)}, e.g. "
+                    f"'{uni.start}|{uni.symbol_keys[0]}...<last date>|{uni.symbol_keys[-1]}'"
+                ),
+                allow_retries=False,
+            )
         context.log.info(
             f"ingesting {n_parts} partitions ({len(by_symbol)} symbols) from {description} into exchange "
             f"{uni.exchange!r}"
@@ -207,7 +206,8 @@ def build_candles_asset(spec: Universe, partitions_def: dg.PartitionsDefinition)
                 "last": fmt_ts(df["timestamp"].iloc[-1]) if len(df) else "-",
                 "gaps (5m slots)": gap_stats(df["timestamp"]).missing,
             })  # fmt: skip
-        table = md_table(summary, ["symbol", "days", "rows", "first", "last", "gaps (5m slots)"])
+        summary_columns = ["symbol", "days", "rows", "first", "last", "gaps (5m slots)"]
+        table = md_table(summary, summary_columns)
         label = "SYNTHETIC (generated, not market data)" if provider.synthetic else "real market data"
         context.log.info(f"wrote {rows} candles for {n_parts} partitions in {write_s:.2f}s\n{table}")
         context.log_event(
@@ -215,7 +215,8 @@ def build_candles_asset(spec: Universe, partitions_def: dg.PartitionsDefinition)
                 asset_key="candles",
                 description=f"ingestion run summary: {n_parts} partitions, {rows} candles",
                 metadata={
-                    "run_summary": dg.MetadataValue.md(table),
+                    **outcome_observation(INGESTION, ok=True, why=f"{rows} candles written").metadata,
+                    "run_summary": typed_table(summary, summary_columns),
                     "provider": description,
                     "fetch_seconds": dg.MetadataValue.float(round(fetch_s, 3)),
                     "write_seconds": dg.MetadataValue.float(round(write_s, 3)),
@@ -231,5 +232,38 @@ def build_candles_asset(spec: Universe, partitions_def: dg.PartitionsDefinition)
                 "data_label": label,
             }
         )
+
+    @dg.asset(
+        name="candles",
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=GROUP,
+        kinds={"sql", "pandas"},
+        description=(
+            f"Closed 5m OHLCV candles for the {spec.name!r} universe ({len(spec.symbols)} symbols "
+            f"on {spec.exchange}), partitioned by UTC day x symbol, upserted to the SQL store. "
+            "Open-time convention: a candle stamped T covers [T, T+5m).\n\n"
+            "Backfills: a UI backfill of a date x symbol selection makes one run per value of the dimension "
+            "with fewer selected keys (e.g. 6 symbols x 21 days -> 6 runs, each one symbol's date range); "
+            "every run covers its partitions in one process. For exactly ONE run over any rectangle, use "
+            "`python -m pipeline.backfill --start D1 --end D2`, `dagster asset materialize --partition-range "
+            "'D1|FIRST...D2|LAST'`, or the ingest_candles Launchpad with the tags "
+            "dagster/asset_partition_range_start / _end (see docs/pipeline.md)."
+        ),
+        metadata={"exchange": spec.exchange, "provider": spec.provider_kind},
+    )
+    def candles(
+        context: dg.AssetExecutionContext,
+        store: StoreResource,
+        market_data: MarketDataResource,
+        universe: UniverseResource,
+    ) -> dg.MaterializeResult:
+        try:
+            return _ingest(context, store, market_data, universe)
+        except Exception as exc:
+            # the refresh sensor reads this outcome: research never refreshes after a failed ingestion
+            why = getattr(exc, "description", None) or str(exc)
+            context.log_event(outcome_observation(INGESTION, ok=False, why=why.splitlines()[0][:500]))
+            raise
 
     return candles

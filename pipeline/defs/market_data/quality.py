@@ -20,6 +20,7 @@ from engine.schemas import (
     validate_candles,
 )
 from engine.timeframes import BASE_MS
+from pipeline.metadata import fmt_ts, pct
 
 BAR = pd.Timedelta(milliseconds=BASE_MS)
 
@@ -119,13 +120,3 @@ def blocking_problems(df: pd.DataFrame, symbol: str, *, max_missing_share: float
             f"{len(jumps)} close-to-close jumps above {pct(max_jump)} in 5 minutes (first at {fmt_ts(jumps.iloc[0])})"
         )
     return problems
-
-
-def pct(share: float) -> str:
-    """A limit as a percentage without losing small values: 0.5 -> '50%', 0.001 -> '0.1%'."""
-    return f"{share * 100:g}%"
-
-
-def fmt_ts(ts: pd.Timestamp | None) -> str:
-    """Compact UTC text for metadata."""
-    return "-" if ts is None or pd.isna(ts) else pd.Timestamp(ts).strftime("%Y-%m-%d %H:%M UTC")

@@ -13,9 +13,11 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from pipeline.partitions import group_by_symbol, keys_from_tags
-from pipeline.quality import BAR, fmt_ts, gap_stats, jump_times, pct, schema_problem
-from pipeline.research import md_table
+from pipeline.defs.market_data.outcome import CHECKS, outcome_observation
+from pipeline.defs.market_data.partitions import group_by_symbol, keys_from_tags
+from pipeline.defs.market_data.quality import BAR, gap_stats, jump_times, schema_problem
+from pipeline.metadata import fmt_ts, pct
+from pipeline.metadata import table as typed_table
 from pipeline.resources import StoreResource, UniverseResource
 from pipeline.universe import Universe, utc_day_bounds
 
@@ -42,7 +44,7 @@ def _scope(
 
 
 def _table(rows: list[dict], columns: list[str]) -> dg.MetadataValue:
-    return dg.MetadataValue.md(md_table(rows, columns))
+    return typed_table(rows, columns)
 
 
 def build_candle_checks(
@@ -68,6 +70,24 @@ def build_candle_checks(
 
     @dg.multi_asset_check(specs=specs, name="candle_checks", can_subset=True)
     def candle_checks(
+        context: dg.AssetCheckExecutionContext, store: StoreResource, universe: UniverseResource
+    ) -> Iterator[dg.AssetCheckResult]:
+        # all results first: a failing blocking check stops the op when it is yielded, and the refresh
+        # sensor reads the outcome (recorded as an observation of candles) before that
+        results = list(_evaluate(context, store, universe))
+        failures = [r for r in results if not r.passed and r.severity == ERROR and r.check_name in BLOCKING_CHECKS]
+        latest = context.instance.fetch_materializations(dg.AssetKey("candles"), limit=1).records
+        ingested = bool(latest) and latest[0].run_id == context.run.run_id
+        if failures:
+            first = failures[0]
+            why = first.description or "failed"
+            observation = outcome_observation(CHECKS, ok=False, why=why, check=first.check_name, ingested=ingested)
+        else:
+            observation = outcome_observation(CHECKS, ok=True, why="every blocking check passed", ingested=ingested)
+        context.op_execution_context.log_event(observation)
+        yield from results
+
+    def _evaluate(
         context: dg.AssetCheckExecutionContext, store: StoreResource, universe: UniverseResource
     ) -> Iterator[dg.AssetCheckResult]:
         uni = universe.load()
@@ -104,7 +124,7 @@ def build_candle_checks(
                 worst = max(worst, g.missing_share)
                 missing += g.missing
                 rows.append({"symbol": s, "rows": len(df), "missing": g.missing, "holes": g.holes,
-                             "largest (min)": g.largest_minutes, "share": f"{g.missing_share:.2%}"})
+                             "largest gap (min)": g.largest_minutes, "missing_share": g.missing_share})
             empty = [s for s, df in frames.items() if df.empty]
             too_many = worst > uni.checks.max_missing_share
             yield dg.AssetCheckResult(
@@ -116,7 +136,7 @@ def build_candle_checks(
                     "missing_slots": dg.MetadataValue.int(missing),
                     "worst_missing_share": dg.MetadataValue.float(round(worst, 6)),
                     "symbols_without_data": ", ".join(empty) or "-",
-                    "by_symbol": _table(rows, ["symbol", "rows", "missing", "holes", "largest (min)", "share"]),
+                    "by_symbol": _table(rows, ["symbol", "rows", "missing", "holes", "largest gap (min)", "missing_share"]),
                 },
                 description=(
                     f"worst missing share {worst:.2%} > {pct(uni.checks.max_missing_share)}: data unusable"

@@ -11,8 +11,8 @@ import dagster as dg
 import pandas as pd
 
 from engine.timeframes import to_utc
-from pipeline.jobs import ingest_job
-from pipeline.partitions import range_tags
+from pipeline.defs.market_data.jobs import ingest_job
+from pipeline.defs.market_data.partitions import range_tags
 from pipeline.universe import Universe
 
 CRON = "5 * * * *"  # five minutes past the hour: the previous hour's candles have all closed
