@@ -288,7 +288,7 @@ def test_allocate_panel_equals_allocate_per_decision_time(sizes, allocator, atrs
     scalar = Scalar(**{k: getattr(allocator, k) for k in allocator.__dataclass_fields__})
     slow = allocation_weights(scalar, rank, panel)
     np.testing.assert_allclose(slow, fast, rtol=1e-12, atol=0)
-    for t, group in panel.assign(w=fast).groupby("decision_ms"):
+    for _, group in panel.assign(w=fast).groupby("decision_ms"):
         assert group["w"].sum() <= 1 + 1e-12
         assert (group["w"] > 0).sum() <= allocator.max_positions
         if allocator.max_weight is not None:
