@@ -148,5 +148,7 @@ def test_portfolio_settings_round_trip_and_normalise():
     default = WalkForwardConfig().to_dict()
     assert (default["sizing"], default["max_weight"], default["position_fraction"], default["compounding"],
             default["initial_capital"]) == ("equal", None, None, False, 1.0)
+    # a numpy bool (e.g. from a DataFrame) is stored as a plain bool, so to_dict stays JSON-friendly
+    assert WalkForwardConfig(compounding=np.bool_(True)).to_dict()["compounding"] is True
     # windows shorter than the shift (one sleeve, idle capital between windows) stay valid
     assert WalkForwardConfig(window_hours=2, shift_hours=4, compounding=True).window_hours == 2

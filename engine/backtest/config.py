@@ -84,6 +84,7 @@ class WalkForwardConfig:
         for name, value in zip(("sizing", "max_weight", "position_fraction"), sizing, strict=True):
             object.__setattr__(self, name, value)
         object.__setattr__(self, "initial_capital", capital)
+        object.__setattr__(self, "compounding", bool(self.compounding))
 
     @property
     def window_ms(self) -> int:
