@@ -192,6 +192,18 @@ def test_vectorised_path_only_when_it_is_defined_below_the_scalar_rule():
     assert scalar_rule_overridden(BelowBoth(), "allow_symbol", "gates")
 
 
+def test_overriding_the_per_gate_check_also_changes_the_result():
+    @dataclass(frozen=True)
+    class NoLiquidityFloor(RiskManager):
+        def check(self, features):
+            return {**super().check(features), "gate_liquidity": True}
+
+    panel = pd.DataFrame({"symbol": ["A", "B"], "decision_ms": 0, "bars_seen": [300, 300], "atr_pct": [0.01, 0.01],
+                          "quote_volume_24h": [0.0, 50.0]})
+    assert risk_gates(RiskManager(), panel).all(axis=1).tolist() == [False, True]
+    assert risk_gates(NoLiquidityFloor(), panel)["gate_risk"].tolist() == [True, True]
+
+
 @dataclass(frozen=True)
 class PassThroughRisk(RiskManager):
     def allow_symbol(self, symbol, features):

@@ -57,7 +57,8 @@ def _columns(panel: pd.DataFrame) -> dict[str, np.ndarray]:
 def risk_gates(risk: RiskManager, panel: pd.DataFrame) -> pd.DataFrame:
     """Gate columns of every panel row: `risk.gates` unless `allow_symbol` is overridden below it, then
     `gate_risk` (allowed) and `risk_reasons` from `allow_symbol` on each row's information set."""
-    if not scalar_rule_overridden(risk, "allow_symbol", "gates"):
+    # `check` is the per-gate helper behind the default `allow_symbol`: overriding it changes the rule too
+    if not any(scalar_rule_overridden(risk, scalar, "gates") for scalar in ("allow_symbol", "check")):
         return risk.gates(panel)
     cols = _columns(panel)
     symbols = cols["symbol"]
