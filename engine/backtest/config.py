@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.portfolio import check_capital
+from engine.sizing import check_sizing
 from engine.timeframes import hours_ms, timeframe_ms, to_utc
 
 
@@ -33,6 +35,12 @@ class WalkForwardConfig:
     confidence: float = 0.95
     seed: int = 0
     cost_levels_bps: tuple[float, ...] = field(default=(0.0, 5.0, 10.0, 20.0, 50.0))
+    # portfolio mode (docs/portfolio.md): sizing rule, per-position cap, compounding sleeves
+    sizing: str = "equal"
+    max_weight: float | None = None
+    position_fraction: float | None = None
+    compounding: bool = False
+    initial_capital: float = 1.0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -64,6 +72,19 @@ class WalkForwardConfig:
         if int(self.bootstrap_samples) < 0:
             raise ValueError("WalkForwardConfig.bootstrap_samples must be >= 0")
         set_(self, "cost_levels_bps", tuple(float(c) for c in self.cost_levels_bps))
+        self._check_portfolio_fields()
+
+    def _check_portfolio_fields(self) -> None:
+        """Sizing and compounding settings (kept apart: portfolio mode is opt-in)."""
+        try:
+            sizing = check_sizing(self.sizing, self.max_weight, self.position_fraction, self.max_positions)
+            capital = check_capital(self.compounding, self.initial_capital, self.window_ms, self.shift_ms)
+        except ValueError as exc:
+            raise ValueError(f"WalkForwardConfig: {exc}") from None
+        for name, value in zip(("sizing", "max_weight", "position_fraction"), sizing, strict=True):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "initial_capital", capital)
+        object.__setattr__(self, "compounding", bool(self.compounding))
 
     @property
     def window_ms(self) -> int:

@@ -2,7 +2,8 @@
 
 At each decision time `t` a strategy sees only candles closed at `t`: feature bars with `H + tf <= t` and
 the entry candle stamped `t - 5m`. Each window `[t, t + window)` is an independent long-only trade set
-with equal weights; portfolio statistics use the non-compounded sleeve curve.
+weighted by the allocator (equal by default); portfolio statistics use the non-compounded sleeve curve, and
+`result.equity` the capital curve of portfolio mode (compounding optional, see engine.portfolio).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from engine.backtest.evaluate import evaluate, require_risk_objects
 from engine.backtest.panel import PreparedHistories, build_panel, prepare_histories
 from engine.features import default_warmup_bars
 from engine.metrics import curve_metrics, equity_curve, symbol_metrics, trade_metrics
+from engine.portfolio import portfolio_curve
+from engine.risk import Allocator
 from engine.stats import (
     block_bootstrap_ci,
     block_length,
@@ -58,6 +61,8 @@ class WalkForwardResult:
     cost_sensitivity: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: every eligible (decision time, symbol) row with its score and outcome, for diagnostics
     panel: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    #: capital curve by decision time: total_equity, sleeve_<j>, drawdown, cash_share, marked_at
+    equity: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def summary(self) -> str:
         keys = ("trade_count", "coverage", "win_rate", "avg_return", "profit_factor",
@@ -70,15 +75,18 @@ def run_walk_forward(
     candles_by_symbol: Mapping[str, pd.DataFrame] | PreparedHistories,
     strategy: TradingStrategy,
     cfg: WalkForwardConfig | None = None,
+    *,
+    allocator: Allocator | None = None,
 ) -> WalkForwardResult:
     """Run `strategy` over `candles_by_symbol` (symbol -> 5m candle frame) with the walk-forward rules.
 
     `candles_by_symbol` may also be `prepare_histories(candles, cfg.feature_timeframe)`: the features are
-    then not computed again (several strategies or configurations over the same data).
+    then not computed again (several strategies or configurations over the same data). `allocator`
+    replaces the sizing rule (default: the strategy's `allocator()` or `cfg.sizing`).
     """
     cfg = cfg or WalkForwardConfig()
     warmup = cfg.warmup_bars or default_warmup_bars()
-    risk, allocator = require_risk_objects(strategy, warmup, cfg.max_positions)
+    risk, allocator = require_risk_objects(strategy, warmup, cfg.max_positions, cfg=cfg, allocator=allocator)
     histories = prepare_histories(candles_by_symbol, cfg.feature_timeframe)
     feature_cols = histories.feature_cols
     decision_ms = _decision_times(histories, cfg, warmup)
@@ -95,6 +103,8 @@ def run_walk_forward(
     trades = _trades(evaluated, feature_cols)
     windows = _windows(evaluated, decision_ms, cfg)
     metrics, costs = _metrics(trades, windows, evaluated, decision_ms, cfg, strategy)
+    equity, equity_metrics = portfolio_curve(windows, decision_ms, cfg)
+    metrics.update(equity_metrics)
     return WalkForwardResult(
         strategy=strategy.name,
         params=dict(strategy.params),
@@ -105,6 +115,7 @@ def run_walk_forward(
         symbol_metrics=symbol_metrics(trades),
         cost_sensitivity=costs,
         panel=evaluated,
+        equity=equity,
     )
 
 
