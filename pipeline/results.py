@@ -230,6 +230,8 @@ def run_and_record(
         require_decisions(result, candles)
     except (ValueError, RunFailed) as exc:
         raise fail(str(exc)) from exc
+    except Exception as exc:  # a bug in a strategy: recorded and reported like any failed run
+        raise fail(f"{type(exc).__name__} in strategy {strategy.name!r}: {exc}") from exc
     run_id = db.record_backtest(
         strategy=strategy.name, kind=kind, config=config, universe=sorted(candles),
         data_fingerprint=fingerprint, code_version=code_version(), trades=result.trades,

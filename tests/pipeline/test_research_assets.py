@@ -211,3 +211,65 @@ def test_unknown_strategy_is_rejected_before_a_run_starts(ingested) -> None:
     job = ingested["defs"].resolve_job_def("adhoc_backtest")
     with pytest.raises(dg.DagsterInvalidConfigError):
         job.execute_in_process(run_config={"ops": {"run_backtest": {"config": {"strategy": "buy_the_rumour"}}}})
+
+
+def test_refresh_computes_features_once_per_symbol(ingested, monkeypatch) -> None:
+    """Features are computed once per symbol for the preview, every ranking and every backtest."""
+    import engine.backtest.panel as panel
+
+    calls = []
+    real = panel.prepare_history
+
+    def counting(symbol, *args, **kwargs):
+        calls.append(symbol)
+        return real(symbol, *args, **kwargs)
+
+    monkeypatch.setattr(panel, "prepare_history", counting)
+    result = ingested["defs"].resolve_job_def("refresh_research").execute_in_process(run_config=QUIET)
+    assert result.success
+    assert sorted(calls) == ["AAA/USDT", "BBB/USDT", "CCC/USDT"]
+
+
+def test_an_unchanged_refresh_reuses_the_stored_runs(ingested, refreshed, store) -> None:
+    """Same data fingerprint, config and code version: the stored run is reused, nothing new is written."""
+    before = _run_ids(refreshed)
+    n_runs = len(store.list_backtests(kind="scheduled", status="success", limit=1000))
+    again = ingested["defs"].resolve_job_def("refresh_research").execute_in_process(run_config=QUIET)
+    assert again.success
+    assert _run_ids(again) == before
+    for name in before:
+        assert _meta(again, f"backtests/{name}")["reused_identical_run"].value is True
+    assert len(store.list_backtests(kind="scheduled", status="success", limit=1000)) == n_runs
+    # another config is another run
+    other = ingested["defs"].resolve_job_def("refresh_research").execute_in_process(
+        run_config={"ops": {"research_refresh": {"config": {"fee_bps": 3}}}, **QUIET}
+    )
+    assert other.success and set(_run_ids(other).values()).isdisjoint(before.values())
+
+
+def test_one_strategy_failing_does_not_stop_the_others(ingested, store, monkeypatch) -> None:
+    """A strategy with a bug is recorded as failed; the other strategies' backtests are still recorded
+    and materialised, then the refresh fails naming the broken strategy."""
+    from pipeline_helpers import make_defs
+
+    from engine.strategies import MomentumRank
+    from engine.strategies import registry as strategy_registry
+
+    class Broken(MomentumRank):
+        name = "broken_strategy"
+
+        def score(self, panel):
+            raise RuntimeError("division by zero in my new idea")
+
+    monkeypatch.setitem(strategy_registry._REGISTRY, Broken.name, Broken)
+    defs = make_defs(ingested["universe"], ingested["db_url"])
+    result = defs.resolve_job_def("refresh_research").execute_in_process(run_config=QUIET, raise_on_error=False)
+    assert not result.success
+    done = materialized_keys(result)
+    assert {"backtests/macd_rsi_confluence", "backtests/momentum_rank", "strategy_performance"} <= done
+    assert "backtests/broken_strategy" not in done
+    failure = [e for e in result.all_events if e.is_step_failure][0]
+    assert "broken_strategy" in str(failure.step_failure_data.error)
+    latest = store.list_backtests(strategy="broken_strategy", limit=1).iloc[0]
+    assert latest["status"] == "failed" and "division by zero in my new idea" in latest["error"]
+    assert "broken_strategy" in _meta(result, "strategy_performance")["failed_this_refresh"].value

@@ -31,6 +31,22 @@ SOURCE_MAX_CHARS = 64
 SYNTHETIC_MARK = " (SYNTHETIC)"
 
 
+def candle_column_schema() -> dg.TableSchema:
+    """The engine's pandera candle schema as the asset's column schema (dagster-pandera translates the
+    columns, dtypes and checks; the open-time column gets its real dtype), shown in the asset overview."""
+    from dagster_pandera import pandera_schema_to_dagster_type
+
+    from engine.schemas import CANDLE_SCHEMA
+
+    schema = pandera_schema_to_dagster_type(CANDLE_SCHEMA).metadata["schema"].schema
+    columns = [
+        dg.TableColumn(c.name, "datetime64[ns, UTC] (open time)" if c.name == "timestamp" else c.type,
+                       description=c.description, constraints=c.constraints)
+        for c in schema.columns
+    ]  # fmt: skip
+    return dg.TableSchema(columns=columns, constraints=schema.constraints)
+
+
 def stored_source(provider) -> str:
     """The short source label stored with every candle: `kind:exchange`, marked when synthetic.
 
@@ -250,7 +266,11 @@ def build_candles_asset(spec: Universe, partitions_def: dg.PartitionsDefinition)
             "'D1|FIRST...D2|LAST'`, or the ingest_candles Launchpad with the tags "
             "dagster/asset_partition_range_start / _end (see docs/pipeline.md)."
         ),
-        metadata={"exchange": spec.exchange, "provider": spec.provider_kind},
+        metadata={
+            "exchange": spec.exchange,
+            "provider": spec.provider_kind,
+            "dagster/column_schema": candle_column_schema(),
+        },
     )
     def candles(
         context: dg.AssetExecutionContext,

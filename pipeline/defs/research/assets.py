@@ -60,10 +60,17 @@ def _gate_columns(strategy: Any) -> list[str]:
     return ["symbol", *RISK_GATE_FEATURES, *strategy.gate_features, "reasons"]
 
 
-def _rank_all(histories: Any, strategies: list[Any], cfg: Any) -> dict[str, pd.DataFrame]:
+def _rank_all(histories: Any, strategies: list[Any], cfg: Any, failed: dict[str, str]) -> dict[str, pd.DataFrame]:
+    """Each strategy's ranking; a strategy that raises is reported in `failed` and the others go on."""
     from engine.ranking import rank_universe
 
-    return {s.name: rank_universe(histories, s, cfg=cfg) for s in strategies}
+    out = {}
+    for strategy in strategies:
+        try:
+            out[strategy.name] = rank_universe(histories, strategy, cfg=cfg)
+        except Exception as exc:  # noqa: BLE001 - one strategy's bug must not stop the others
+            failed[strategy.name] = f"ranking failed: {type(exc).__name__}: {exc}"
+    return out
 
 
 def _features_result(rankings: dict[str, pd.DataFrame], n_symbols: int, cfg: Any) -> dg.MaterializeResult:
@@ -88,7 +95,9 @@ def _rankings_result(context: Any, db: Any, strategies: list[Any], rankings: dic
     meta: dict[str, Any] = {}
     picks = []
     for strategy in strategies:
-        ranking = rankings[strategy.name]
+        ranking = rankings.get(strategy.name)
+        if ranking is None:
+            continue  # failed: reported with the step's failure
         if ranking.empty:
             context.log.warning(f"{strategy.name}: no decision time supported by the data")
             continue
@@ -142,7 +151,7 @@ def build_research_refresh(strategies: Sequence[str]) -> dg.AssetsDefinition:
             context.log.info(f"features computed once for {len(histories)} symbols ({cfg.feature_timeframe} bars)")
             rows = active_strategies(db)
             objects = [get_strategy(r["name"], r["parameters"]) for r in rows]
-            rankings = _rank_all(histories, objects, cfg) if selected & {FEATURES, RANKINGS} else {}
+            rankings = _rank_all(histories, objects, cfg, failed) if selected & {FEATURES, RANKINGS} else {}
             if FEATURES in selected:
                 yield _features_result(rankings, len(histories), cfg)
             if RANKINGS in selected:
@@ -155,7 +164,7 @@ def build_research_refresh(strategies: Sequence[str]) -> dg.AssetsDefinition:
                     yield run_scheduled(context, db, uni, row, cfg, shared)
                 except RunFailed as exc:  # recorded as a failed run; the others go on
                     context.log.error(f"{row['name']}: backtest failed: {exc}")
-                    failed[row["name"]] = str(exc)
+                    failed[row["name"]] = "; ".join(filter(None, [failed.get(row["name"]), str(exc)]))
         try:
             if PERFORMANCE in selected:
                 yield performance(context, db, failed)
@@ -165,7 +174,7 @@ def build_research_refresh(strategies: Sequence[str]) -> dg.AssetsDefinition:
             raise dg.Failure(description=str(exc)) from exc
         if failed:
             raise dg.Failure(
-                description=f"backtests failed for {sorted(failed)}: "
+                description=f"strategies failed: {sorted(failed)}: "
                 + "; ".join(f"{k}: {v}" for k, v in failed.items()),
                 metadata={"failed": dg.MetadataValue.json(failed)},
             )
