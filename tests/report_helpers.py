@@ -30,9 +30,10 @@ def _histories():
     return prepare_histories(load_sample_candles(), "1h")
 
 
-def sample_run(strategy: str = "momentum_rank", **cfg) -> WalkForwardResult:
-    """A real walk-forward on the bundled 2018 Binance sample."""
-    return run_walk_forward(_histories(), get_strategy(strategy), WalkForwardConfig(**{**SAMPLE_CONFIG, **cfg}))
+def sample_run(strategy: str = "momentum_rank", params: dict | None = None, candles=None, **cfg) -> WalkForwardResult:
+    """A real walk-forward on the bundled 2018 Binance sample (or on `candles`)."""
+    data = _histories() if candles is None else candles
+    return run_walk_forward(data, get_strategy(strategy, params), WalkForwardConfig(**{**SAMPLE_CONFIG, **cfg}))
 
 
 def with_new_fields(result: WalkForwardResult) -> WalkForwardResult:

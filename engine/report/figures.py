@@ -70,6 +70,7 @@ def _svg(fig: Figure) -> str:
                 pad_inches=0.05)
     text = buf.getvalue()
     text = text[text.index("<svg"):]
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)  # RDF boilerplate, no use inline
     # scale with the page column instead of fixed points
     return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 class="figure" role="img"', text, count=1)
 
