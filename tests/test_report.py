@@ -222,3 +222,27 @@ def test_formatting_units():
     assert fmt.utc(pd.Timestamp("2018-01-22 02:00", tz="UTC")) == "2018-01-22 02:00"
     assert fmt.period(pd.Timestamp("2018-01-22", tz="UTC"), pd.Timestamp("2018-01-30", tz="UTC")) == "2018-01-22 → 2018-01-30"
     assert fmt.hours(4) == "4 h" and fmt.hours(48) == "2 d"
+
+
+@pytest.mark.parametrize(
+    ("metrics", "kind"),
+    [
+        ({"trade_count": 0}, "empty"),
+        ({"trade_count": 9, "mean_window_return_ci_low": 0.001, "mean_window_return_ci_high": 0.003,
+          "null_p_value": 0.01}, "edge"),
+        ({"trade_count": 9, "mean_window_return_ci_low": 0.001, "mean_window_return_ci_high": 0.003,
+          "null_p_value": 0.30}, "partial"),  # a rising market, not skill
+        ({"trade_count": 9, "mean_window_return_ci_low": -0.001, "mean_window_return_ci_high": 0.003,
+          "null_p_value": 0.01}, "partial"),
+        ({"trade_count": 9, "mean_window_return_ci_low": -0.003, "mean_window_return_ci_high": -0.001,
+          "null_p_value": 0.9}, "loss"),
+        ({"trade_count": 9, "mean_window_return_ci_low": -0.003, "mean_window_return_ci_high": 0.002,
+          "null_p_value": 0.2}, "none"),
+        ({"trade_count": 9}, "none"),
+    ],
+)
+def test_verdict_needs_a_positive_interval_and_a_win_over_random_picks(metrics, kind):
+    from engine.report.verdict import classify
+
+    result = SimpleNamespace(metrics=metrics, config=SimpleNamespace(confidence=0.95))
+    assert classify(result)[0] == kind

@@ -104,6 +104,7 @@ def _setup(runs: list[tuple[str, Any, str]]) -> tuple[list[tuple[str, str]], lis
     settings = [_settings(r) for _, r, _ in runs]
     keys = list(dict.fromkeys(k for st in settings for k in st))
     common = [(k, settings[0][k]) for k in keys if all(st.get(k) == settings[0].get(k) for st in settings)]
+    common = [(k, v) for k, v in common if v != fmt.MISSING]
     shared = {k for k, _ in common}
     return common, [k for k in keys if k not in shared]
 

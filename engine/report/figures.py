@@ -71,8 +71,17 @@ def _svg(fig: Figure) -> str:
     text = buf.getvalue()
     text = text[text.index("<svg"):]
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)  # RDF boilerplate, no use inline
+    # path coordinates to 0.1 pt (a fraction of a screen pixel): long curves shrink by about a third
+    text = re.sub(r'(<path[^>]*? d=")([^"]*)"', lambda m: m.group(1) + _round_path(m.group(2)) + '"', text)
     # scale with the page column instead of fixed points
     return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 class="figure" role="img"', text, count=1)
+
+
+_NUMBER = re.compile(r"-?\d+\.\d+")
+
+
+def _round_path(d: str) -> str:
+    return _NUMBER.sub(lambda m: f"{float(m.group()):.1f}".rstrip("0").rstrip("."), d)
 
 
 def _pct_axis(ax, axis: str = "y", digits: int | None = None) -> None:
@@ -196,29 +205,37 @@ def _p(v: float) -> str:
     return f"{v:+.2f}%".replace("-", "−")
 
 
+#: above this many decisions the bars show daily means (thousands of bars make a heavy, unreadable SVG)
+MAX_BARS = 400
+
+
 def rank_ic(series: Sequence[tuple[pd.DataFrame, Series]], smooth: int) -> str:
     """Per-decision rank IC as thin bars (single run) and its rolling mean over `smooth` decisions."""
     with mpl.rc_context(STYLE):
         fig, ax = _figure(FULL, 3.2)
         for df, s in series:
-            t = pd.DatetimeIndex(pd.to_datetime(df["decision_time"], utc=True)).tz_localize(None)
-            ic = df["rank_ic"].astype(float)
+            ic = pd.Series(df["rank_ic"].astype(float).to_numpy(),
+                           index=pd.DatetimeIndex(pd.to_datetime(df["decision_time"], utc=True)).tz_localize(None))
+            what, mean = "per decision time", float(ic.mean())
+            if len(ic) > MAX_BARS:
+                ic = ic.resample("1D").mean().dropna()
+                smooth, what = 7, "daily mean"
+            t = ic.index
             if len(series) == 1:
-                width = (t[1] - t[0]) * 0.8 if len(t) > 1 else pd.Timedelta(hours=1)
+                width = (t[1:] - t[:-1]).min() * 0.8 if len(t) > 1 else pd.Timedelta(hours=1)
                 ax.bar(t, ic, width=width, color=np.where(ic >= 0, GAIN, LOSS), alpha=0.35, linewidth=0,
-                       label="rank IC per decision time")
-                ax.axhline(float(ic.mean()), color=s.color, linewidth=0.9, linestyle=(0, (4, 2)),
-                           label=f"mean {ic.mean():+.3f}".replace("-", "−"))
+                       label=f"rank IC, {what}")
+                ax.axhline(mean, color=s.color, linewidth=0.9, linestyle=(0, (4, 2)),
+                           label=f"mean {mean:+.3f}".replace("-", "−"))
             roll = ic.rolling(smooth, min_periods=max(2, smooth // 2)).mean()
+            unit = "days" if what == "daily mean" else "decisions"
             ax.plot(t, roll, color=s.color, linewidth=1.6,
-                    label=(f"rolling mean, {smooth} decisions" if len(series) == 1 else s.label))
+                    label=(f"rolling mean, {smooth} {unit}" if len(series) == 1 else s.label))
         ax.axhline(0, color=INK, linewidth=0.6)
-        if len(series) == 1:
-            ax.set_ylim(-1.05, 1.05)
-        else:
-            top = max(0.1, *(float(np.nanmax(np.abs(line.get_ydata()))) for line in ax.get_lines()[:-1]
-                             if np.isfinite(line.get_ydata()).any()))
-            ax.set_ylim(-1.15 * top, 1.15 * top)
+        drawn = [np.abs(np.asarray(line.get_ydata(), dtype=float)) for line in ax.get_lines()]
+        drawn += [np.abs([p.get_height() for p in ax.patches])]
+        peak = max([0.1, *(float(np.nanmax(d)) for d in drawn if np.isfinite(d).any())])
+        ax.set_ylim(-min(1.05, 1.15 * peak), min(1.05, 1.15 * peak))  # symmetric: 0 stays in the middle
         ax.set_ylabel("Spearman rank IC (score vs net return)")
         ax.set_xlabel("decision time (UTC)")
         _time_axis(ax)

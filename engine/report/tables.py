@@ -122,6 +122,10 @@ TRADE_CORE = [
 _HIDDEN = {"entry_time", "direction", "gross_ratio"}
 
 
+#: significant digits kept in the page per kind: enough for display, sorting and the CSV export
+DIGITS = {"share": 4, "score": 5, "pct": 6, "price": 7, "num": 4}
+
+
 def _cell(v: Any, kind: str) -> Any:
     if kind == "time":
         return None if v is None or pd.isna(v) else fmt.utc(v)
@@ -132,7 +136,10 @@ def _cell(v: Any, kind: str) -> Any:
     n = fmt.num(v)
     if n is None:
         return None
-    return int(n) if kind == "int" else float(f"{n:.7g}")
+    if kind == "int":
+        return int(n)
+    v = float(f"{n:.{DIGITS.get(kind, 7)}g}")
+    return int(v) if v.is_integer() and abs(v) < 2**53 else v
 
 
 def trades_payload(runs: Sequence[tuple[str, pd.DataFrame]]) -> dict[str, Any]:
