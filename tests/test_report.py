@@ -246,3 +246,12 @@ def test_verdict_needs_a_positive_interval_and_a_win_over_random_picks(metrics, 
 
     result = SimpleNamespace(metrics=metrics, config=SimpleNamespace(confidence=0.95))
     assert classify(result)[0] == kind
+
+
+def test_command_line_renders_the_sample(tmp_path, capsys):
+    from engine.report.__main__ import main
+
+    paths = main([str(tmp_path / "out")])
+    assert [p.name for p in paths] == ["macd_rsi_confluence.html", "momentum_rank.html", "comparison.html"]
+    assert all(p.is_file() and p.stat().st_size > 50_000 for p in paths)
+    assert "comparison.html" in capsys.readouterr().out

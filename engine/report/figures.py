@@ -223,8 +223,9 @@ def rank_ic(series: Sequence[tuple[pd.DataFrame, Series]], smooth: int) -> str:
             t = ic.index
             if len(series) == 1:
                 width = (t[1:] - t[:-1]).min() * 0.8 if len(t) > 1 else pd.Timedelta(hours=1)
-                ax.bar(t, ic, width=width, color=np.where(ic >= 0, GAIN, LOSS), alpha=0.35, linewidth=0,
-                       label=f"rank IC, {what}")
+                for keep, color, sign in ((ic > 0, GAIN, "> 0"), (ic <= 0, LOSS, "≤ 0")):
+                    ax.bar(t[keep], ic[keep], width=width, color=color, alpha=0.35, linewidth=0,
+                           label=f"rank IC {sign}, {what}")
                 ax.axhline(mean, color=s.color, linewidth=0.9, linestyle=(0, (4, 2)),
                            label=f"mean {mean:+.3f}".replace("-", "−"))
             roll = ic.rolling(smooth, min_periods=max(2, smooth // 2)).mean()
@@ -258,6 +259,7 @@ def costs(series: Sequence[tuple[pd.DataFrame, float | None, float, Series]]) ->
                            label=f"this run: {configured:g} bps")
             if break_even_cost is not None and x.min() <= break_even_cost <= x.max():
                 ax.plot([break_even_cost], [0], marker="D", markersize=6, color=s.color, markeredgecolor="white",
+                        linestyle="none",
                         label=f"break-even {break_even_cost:.1f} bps" if single else None)
         ax.axhline(0, color=INK, linewidth=0.7)
         ax.set_xlabel("total cost per side, fee + slippage (bps)")
