@@ -201,6 +201,14 @@ def _bins(values: np.ndarray, target: int = 36) -> np.ndarray:
     return np.arange(np.floor(lo / width) * width, np.ceil(hi / width) * width + width / 2, width)
 
 
+DASHES = ["solid", (0, (6, 2)), (0, (2, 2)), (0, (6, 2, 2, 2))]
+
+
+def _line(i: int) -> dict:
+    """Run `i`'s line style: runs that coincide (same trades at another fee) still show both colours."""
+    return {"linewidth": 1.7, "linestyle": DASHES[i % len(DASHES)], "zorder": 2 + i}
+
+
 def _p(v: float) -> str:
     return f"{v:+.2f}%".replace("-", "−")
 
@@ -213,7 +221,7 @@ def rank_ic(series: Sequence[tuple[pd.DataFrame, Series]], smooth: int) -> str:
     """Per-decision rank IC as thin bars (single run) and its rolling mean over `smooth` decisions."""
     with mpl.rc_context(STYLE):
         fig, ax = _figure(FULL, 3.2)
-        for df, s in series:
+        for i, (df, s) in enumerate(series):
             ic = pd.Series(df["rank_ic"].astype(float).to_numpy(),
                            index=pd.DatetimeIndex(pd.to_datetime(df["decision_time"], utc=True)).tz_localize(None))
             what, mean = "per decision time", float(ic.mean())
@@ -230,7 +238,7 @@ def rank_ic(series: Sequence[tuple[pd.DataFrame, Series]], smooth: int) -> str:
                            label=f"mean {mean:+.3f}".replace("-", "−"))
             roll = ic.rolling(smooth, min_periods=max(2, smooth // 2)).mean()
             unit = "days" if what == "daily mean" else "decisions"
-            ax.plot(t, roll, color=s.color, linewidth=1.6,
+            ax.plot(t, roll, color=s.color, **_line(i),
                     label=(f"rolling mean, {smooth} {unit}" if len(series) == 1 else s.label))
         ax.axhline(0, color=INK, linewidth=0.6)
         drawn = [np.abs(np.asarray(line.get_ydata(), dtype=float)) for line in ax.get_lines()]
@@ -252,8 +260,7 @@ def costs(series: Sequence[tuple[pd.DataFrame, float | None, float, Series]]) ->
         for i, (df, break_even_cost, configured, s) in enumerate(series):
             x = df["cost_bps_per_side"].astype(float).to_numpy()
             y = df["mean_window_return"].astype(float).to_numpy() * 100
-            width = 1.6 if single else max(1.0, 3.2 - 0.8 * i)  # runs with the same trades stay visible
-            ax.plot(x, y, color=s.color, linewidth=width, marker="o", markersize=width + 2.4, label=s.label)
+            ax.plot(x, y, color=s.color, marker="o", markersize=4, label=s.label, **_line(i))
             if single:
                 ax.axvline(configured, color=MUTED, linewidth=0.9, linestyle=(0, (3, 2)),
                            label=f"this run: {configured:g} bps")

@@ -153,6 +153,8 @@ def trades_payload(runs: Sequence[tuple[str, pd.DataFrame]]) -> dict[str, Any]:
         extra += [c for c in df.columns if c not in known and c not in extra and pd.api.types.is_numeric_dtype(df[c])]
     cols = ([("run", "Run", "text")] if len(runs) > 1 else []) + core + [(c, c, "num") for c in extra]
     detail = {"exit_time", "n_candles", *extra}
+    if len(runs) > 1:  # the run column takes their place; they stay one click away
+        detail |= {"weight", "gross_return_pct"}
     rows: list[list[Any]] = []
     for label, df in runs:
         if not isinstance(df, pd.DataFrame) or df.empty:
