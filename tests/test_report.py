@@ -90,7 +90,7 @@ def test_report_on_current_engine_fields_degrades_gracefully(tmp_path, momentum)
     html = write_report(r, tmp_path / "r.html").read_text()
     assert set(SECTIONS) <= _parse(html).ids
     assert "Per-month statistics are not in this result" in html
-    assert "Rank IC per decision time is not in this result" in html
+    assert "No rank IC per decision time in this result" in html
     assert "Random-picks band not shown" in html
     assert "Sharpe ratio" in html  # the row stays, with a dash
 
@@ -122,7 +122,7 @@ def test_user_text_is_escaped(tmp_path):
     assert "&lt;i&gt;custom&lt;/i&gt;" in html and "&lt;b&gt;key&lt;/b&gt;" in html
     assert html.count("</script>") == html.count("<script")  # the JSON cannot close its script element
     assert evil in {row[1] for row in _trades_json(html)["rows"]}
-    comparison = write_comparison({evil: r, "plain": r}, tmp_path / "c.html").read_text()
+    comparison = write_comparison({evil: r, "cost $\\frac{$ a_b": r}, tmp_path / "c.html").read_text()  # no mathtext
     assert "<script>alert" not in comparison and "&lt;script&gt;alert" in comparison
 
 

@@ -28,7 +28,7 @@ from engine.report.data import (
     universe,
 )
 from engine.report.render import write_html
-from engine.report.single import smoothing
+from engine.report.single import completed_returns, smoothing, traded_symbols
 from engine.report.tables import script_json, trades_payload
 from engine.report.verdict import classify, significance_sentence
 
@@ -186,12 +186,7 @@ def _figures(runs: list[tuple[str, Any, str]]) -> dict[str, Markup | None]:
             bench = bench or c[1]
     if bench is not None and not _same_benchmark(results):
         bench = None
-    returns = []
-    for label, r, color in runs:
-        t = r.trades
-        done = t.loc[~t["void"].astype(bool)] if len(t) else t
-        returns.append((done["return_pct"].to_numpy(np.float64) if len(done) else np.array([]),
-                        figures.Series(label, color)))
+    returns = [(completed_returns(r).to_numpy(np.float64), figures.Series(label, color)) for label, r, color in runs]
     ic = [(df, figures.Series(label, color)) for label, r, color in runs if (df := rank_ic_series(r)) is not None]
     cost = []
     for label, r, color in runs:
@@ -261,7 +256,7 @@ def write_comparison(
         monthly=_monthly(runs),
         trades_json=Markup(script_json(trades)),
         trade_count=len(trades["rows"]),
-        symbols=sorted(set().union(*(universe(r) for r in items))),
+        symbols=traded_symbols(*items),
         runs=labels if len(items) > 1 else [],
         confidence=confidence,
         fmt=fmt,

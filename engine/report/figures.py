@@ -62,6 +62,9 @@ class Series:
     label: str
     color: str
 
+    def __post_init__(self) -> None:
+        self.label = self.label.replace("$", r"\$")  # user text, never mathtext
+
 
 def _svg(fig: Figure) -> str:
     buf = io.StringIO()

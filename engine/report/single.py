@@ -176,8 +176,7 @@ def figure_set(result: Any) -> dict[str, Markup | None]:
         extra = [(comp, figures.Series(f"{result.strategy}, compounded", figures.PALETTE[2]))] if comp else []
         out["equity"] = Markup(figures.equity([(own, figures.Series(own.label, s.color))], bench, null_band(result),
                                               extra, cfg.confidence))
-    done = result.trades.loc[~result.trades["void"].astype(bool)] if len(result.trades) else result.trades
-    returns = done["return_pct"].to_numpy(np.float64) if len(done) else np.array([])
+    returns = completed_returns(result).to_numpy(np.float64)
     out["distribution"] = Markup(figures.distribution([(returns, s)], round_trip_cost=2 * cfg.cost_per_side))
     ic = rank_ic_series(result)
     if ic is not None:
@@ -190,9 +189,22 @@ def figure_set(result: Any) -> dict[str, Markup | None]:
     return out
 
 
+def completed_returns(result: Any) -> pd.Series:
+    """Net returns of the non-void trades."""
+    t = result.trades
+    if not isinstance(t, pd.DataFrame) or t.empty:
+        return pd.Series([], dtype=float)
+    return t.loc[~t["void"].astype(bool), "return_pct"].astype(float)
+
+
+def traded_symbols(*results: Any) -> list[str]:
+    """Symbols with at least one trade: the trades table's filter choices."""
+    frames = [r.trades for r in results if isinstance(r.trades, pd.DataFrame) and len(r.trades)]
+    return sorted({str(s) for t in frames for s in t["symbol"].unique()})
+
+
 def distribution_stats(result: Any) -> list[tuple[str, str]]:
-    done = result.trades.loc[~result.trades["void"].astype(bool)] if len(result.trades) else result.trades
-    r = pd.Series(done["return_pct"] if len(done) else [], dtype=float)
+    r = completed_returns(result)
     m = result.metrics
     return [
         ("Completed trades", fmt.count(len(r))),
@@ -212,7 +224,6 @@ def distribution_stats(result: Any) -> list[tuple[str, str]]:
 def write_report(result: Any, path: str | Path) -> Path:
     """Write `result` as one self-contained HTML file (scripts, styles, figures inline); return its path."""
     v = verdict(result)
-    symbols = universe(result)
     trades = trades_payload([(result.strategy, result.trades)])
     return write_html(
         path,
@@ -234,7 +245,7 @@ def write_report(result: Any, path: str | Path) -> Path:
         costs_table=cost_rows(result),
         trades_json=Markup(script_json(trades)),
         trade_count=len(trades["rows"]),
-        symbols=symbols,
+        symbols=traded_symbols(result),
         runs=[],
         confidence=result.config.confidence,
         window=fmt.hours(result.config.window_hours),
