@@ -157,17 +157,20 @@ def test_void_trades(tmp_path):
     assert f"{r.metrics['void_trades']} void (no candle)" in html
 
 
-def test_sizing_and_compounded_curve_are_shown_when_present(tmp_path, momentum):
-    r = copy.copy(momentum)
-    r.config = SimpleNamespace(**{k: getattr(momentum.config, k) for k in (
-        "start", "end", "window_hours", "shift_hours", "fee_bps", "slippage_bps", "feature_timeframe",
-        "max_positions", "warmup_bars", "bootstrap_samples", "confidence", "seed", "sleeve_factor",
-        "cost_per_side")}, sizing="inverse_volatility", compounding=True, to_dict=momentum.config.to_dict)
-    times = pd.to_datetime(momentum.windows["decision_time"]) + pd.Timedelta(hours=4)
-    r.equity = pd.DataFrame({"time": times, "equity": 1 + np.cumsum(momentum.windows["contribution"])})
+def test_portfolio_mode_shows_sizing_and_the_compounded_capital(tmp_path, momentum):
+    r = sample_run("momentum_rank", sizing="inverse_volatility", max_weight=0.5, compounding=True,
+                   initial_capital=10_000)
     html = write_report(r, tmp_path / "r.html").read_text()
-    assert "inverse_volatility" in html and "momentum_rank, compounded" in html
-    assert "and the compounded portfolio" in html
+    assert "inverse volatility (1/atr_pct), max 50% per position" in html
+    assert "yes, initial capital 10,000" in html
+    assert "momentum_rank, compounded capital" in html  # legend of the equity figure
+    assert "Capital curve (portfolio mode)" in html and "annualised from 8 days" in html
+    assert fmt.pct(r.metrics["max_drawdown_compounded"]) in html
+    v1 = write_report(momentum, tmp_path / "v1.html").read_text()
+    assert "Capital curve (portfolio mode)" not in v1 and "compounded capital" not in v1
+    assert "at most 3, equal weights" in v1 and "no (v1: each sleeve stakes its initial share)" in v1
+    both = write_comparison([momentum, r], tmp_path / "c.html").read_text()
+    assert "CAGR, capital curve (annualised)" in both and "Compounding" in both
 
 
 def test_comparison_without_and_with_a_significance_test(tmp_path, momentum, macd, monkeypatch):
@@ -215,6 +218,7 @@ def test_formatting_units():
     assert fmt.share(0.536) == "53.6%" and fmt.bps(10) == "10 bps" and fmt.bps(14.779) == "14.8 bps"
     assert fmt.p_value(0.0001) == "< 0.001" and fmt.p_text(0.0001) == "p < 0.001" and fmt.p_text(0.2) == "p = 0.200"
     assert fmt.price(0.00003987) == "0.000039870" and fmt.price(12345.678) == "12,346"
+    assert fmt.money(10_000) == "10,000" and fmt.money(10040.5) == "10,040.50"
     assert fmt.interval(-0.002, 0.003, digits=3) == "[−0.200%, +0.300%]"
     for missing in (None, float("nan"), float("inf"), "x"):
         assert fmt.pct(missing) == fmt.MISSING and fmt.bps(missing) == fmt.MISSING

@@ -24,6 +24,7 @@ from engine.report.data import (
     data_label,
     metric,
     rank_ic_series,
+    sizing_text,
     sleeve_curves,
     universe,
 )
@@ -56,6 +57,8 @@ METRICS: list[tuple[str, str, Any, bool]] = [
     ("Mean rank IC", "rank_ic_mean", lambda x: fmt.ratio(x, 3, sign=True), False),
     ("Rank IC t-statistic", "rank_ic_tstat", fmt.ratio, False),
     ("Break-even fee (bps per side)", "break_even_fee_bps", fmt.bps, False),
+    ("CAGR, capital curve (annualised)", "cagr", lambda x: fmt.pct(x, 1), False),
+    ("Max drawdown, capital curve", "max_drawdown_compounded", fmt.pct, False),
 ]
 
 
@@ -89,13 +92,12 @@ def _settings(r: Any) -> dict[str, str]:
         "Period (UTC)": fmt.period(cfg.start, cfg.end) if cfg.start is not None else fmt.MISSING,
         "Window / shift": f"{fmt.hours(cfg.window_hours)} / {fmt.hours(cfg.shift_hours)}",
         "Fee + slippage / side": f"{fmt.bps(cfg.fee_bps)} + {fmt.bps(cfg.slippage_bps)}",
-        "Max positions": str(cfg.max_positions),
+        "Positions": f"at most {cfg.max_positions}, {sizing_text(cfg)}",
+        "Compounding": "yes" if getattr(cfg, "compounding", False) else "no",
         "Feature timeframe": str(cfg.feature_timeframe),
         "Decisions": fmt.count(r.metrics.get("decision_times")),
         "Universe": f"{len(symbols)} symbols" + (f" ({', '.join(symbols)})" if len(symbols) <= 8 else ""),
         "Data": data_label(r) or fmt.MISSING,
-        **{k.capitalize(): fmt.value(getattr(cfg, k)) for k in ("sizing", "compounding")
-           if getattr(cfg, k, None) is not None},
     }
 
 

@@ -94,26 +94,40 @@ def null_band(result: Any) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray, np
 
 
 def compounded_curve(result: Any) -> Curve | None:
-    """Portfolio mode's compounded equity (`result.equity`), as a cumulative return from 0."""
-    eq = frame(result, "equity")
-    if eq is None:
+    """Portfolio mode's compounded capital (`result.equity`) as a return on the initial capital from 0.
+
+    Only with `config.compounding`: without it the capital curve is the sleeve curve scaled (docs/portfolio.md).
+    """
+    eq = frame(result, "equity", ("total_equity", "drawdown", "marked_at"))
+    if eq is None or not getattr(result.config, "compounding", False):
         return None
-    time_col = next((c for c in ("time", "decision_time", "timestamp", "exit_time") if c in eq.columns), None)
-    times = utc_times(eq[time_col]) if time_col else (
-        utc_times(eq.index) if isinstance(eq.index, pd.DatetimeIndex) else None)
-    if "total_return" in eq.columns:
-        values = eq["total_return"].to_numpy(np.float64)
-    else:
-        col = next((c for c in ("equity", "total_equity", "value") if c in eq.columns), None)
-        if col is None or times is None:
-            return None
-        start = num(getattr(result.config, "initial_capital", None)) or 1.0
-        values = eq[col].to_numpy(np.float64) / start - 1.0
-    if times is None or len(values) != len(times):
-        return None
-    peak = np.maximum.accumulate(np.maximum(values, 0.0) + 1.0)
-    drawdown = (values + 1.0) / peak - 1.0  # compounded drawdown is relative to the peak capital
-    return Curve("compounded portfolio", times, values, drawdown)
+    capital = num(getattr(result.config, "initial_capital", None)) or 1.0
+    first = eq.index[0] if isinstance(eq.index, pd.DatetimeIndex) else (
+        eq["marked_at"].iloc[0] - pd.Timedelta(hours=float(result.config.window_hours)))
+    times = utc_times([first]).append(utc_times(eq["marked_at"]))
+    values = np.r_[0.0, eq["total_equity"].to_numpy(np.float64) / capital - 1.0]
+    drawdown = np.r_[0.0, eq["drawdown"].to_numpy(np.float64)]
+    return Curve("compounded capital", times, values, drawdown)
+
+
+def sizing_text(cfg: Any) -> str:
+    """'equal weights', 'inverse volatility, max 40% per position', 'fixed fraction 25%'."""
+    sizing = getattr(cfg, "sizing", None) or "equal"
+    text = {"equal": "equal weights", "inverse_volatility": "inverse volatility (1/atr_pct)"}.get(
+        sizing, str(sizing).replace("_", " "))
+    fraction = num(getattr(cfg, "position_fraction", None))
+    if fraction is not None:
+        text += f" {fraction:.0%} per position"
+    cap = num(getattr(cfg, "max_weight", None))
+    if cap is not None:
+        text += f", max {cap:.0%} per position"
+    return text
+
+
+def portfolio_mode(cfg: Any) -> bool:
+    """Opt-in portfolio settings in use (v1 is equal weights, non-compounded)."""
+    return bool(getattr(cfg, "compounding", False)) or (getattr(cfg, "sizing", None) or "equal") != "equal" \
+        or getattr(cfg, "max_weight", None) is not None
 
 
 def universe(result: Any) -> list[str]:

@@ -149,7 +149,7 @@ def equity(
         rank = {benchmark.label if benchmark else None: 1, "random picks, mean": 2}
         order = sorted(range(len(labels)), key=lambda i: rank.get(labels[i], 3 if labels[i].startswith("random") else 0))
         top.legend([handles[i] for i in order], [labels[i] for i in order], loc="lower left",
-                   bbox_to_anchor=(0, 1.0), ncols=min(4, len(labels)), borderaxespad=0.2)
+                   bbox_to_anchor=(0, 1.0), ncols=_legend_columns(labels), borderaxespad=0.2)
         _pct_axis(top)
         _pct_axis(bottom)
         bottom.yaxis.set_major_locator(MaxNLocator(4))
@@ -192,6 +192,12 @@ def distribution(
         else:
             ax.text(0.5, 0.5, "no completed trades", transform=ax.transAxes, ha="center", color=MUTED)
         return _svg(fig)
+
+
+def _legend_columns(labels: Sequence[str], width: int = 150) -> int:
+    """As many columns as fit one figure width (about `width` characters of legend text)."""
+    longest = max((len(label) for label in labels), default=1) + 6  # the handle and the gap
+    return max(1, min(4, len(labels), width // longest))
 
 
 def _bins(values: np.ndarray, target: int = 36) -> np.ndarray:
@@ -251,7 +257,8 @@ def rank_ic(series: Sequence[tuple[pd.DataFrame, Series]], smooth: int) -> str:
         ax.set_ylabel("Spearman rank IC (score vs net return)")
         ax.set_xlabel("decision time (UTC)")
         _time_axis(ax)
-        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=3, borderaxespad=0.2)
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=_legend_columns(ax.get_legend_handles_labels()[1]),
+                  borderaxespad=0.2)
         return _svg(fig)
 
 

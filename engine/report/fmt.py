@@ -82,6 +82,12 @@ def p_text(x: Any) -> str:
     return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
+def money(x: Any) -> str:
+    """Capital in its own unit: '10,040.50', '10,000'."""
+    v = num(x)
+    return MISSING if v is None else _signed(f"{v:,.2f}".removesuffix(".00"), v, False)
+
+
 def price(x: Any) -> str:
     """Five significant figures without exponent notation (BTC pairs trade at 0.00003987)."""
     v = num(x)

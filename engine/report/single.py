@@ -18,7 +18,9 @@ from engine.report.data import (
     frame,
     metric,
     null_band,
+    portfolio_mode,
     rank_ic_series,
+    sizing_text,
     sleeve_curves,
     universe,
 )
@@ -57,7 +59,7 @@ def config_items(result: Any) -> list[tuple[str, str]]:
          f"{fmt.utc(first)} to {fmt.utc(last)}"),
         ("Window / shift", f"{fmt.hours(cfg.window_hours)} held, new decision every {fmt.hours(cfg.shift_hours)}"),
         ("Fee / slippage", f"{fmt.bps(cfg.fee_bps)} + {fmt.bps(cfg.slippage_bps)} per side"),
-        ("Max positions", f"{cfg.max_positions}, equal weights"),
+        ("Positions", f"at most {cfg.max_positions}, {sizing_text(cfg)}"),
         ("Feature timeframe", str(cfg.feature_timeframe)),
         ("Warm-up", f"{cfg.warmup_bars} bars" if cfg.warmup_bars else "engine default"),
         ("Universe", f"{len(symbols)} symbols: {', '.join(symbols)}" if symbols else fmt.MISSING),
@@ -65,9 +67,9 @@ def config_items(result: Any) -> list[tuple[str, str]]:
         ("Statistics", f"{cfg.confidence:.0%} intervals, block bootstrap ({fmt.count(cfg.bootstrap_samples)} "
          f"samples, block {fmt.count(m.get('bootstrap_block'))} windows, seed {cfg.seed})"),
     ]
-    for name in ("sizing", "compounding"):
-        if getattr(cfg, name, None) is not None:
-            items.append((name.capitalize(), fmt.value(getattr(cfg, name))))
+    if getattr(cfg, "compounding", None) is not None:
+        items.append(("Compounding", f"yes, initial capital {fmt.money(cfg.initial_capital)}" if cfg.compounding
+                      else "no (v1: each sleeve stakes its initial share)"))
     return items
 
 
@@ -133,8 +135,31 @@ def metric_groups(result: Any) -> list[tuple[str, list[Row]]]:
             note=f"of {fmt.count(m.get('rank_ic_count'))} scored decisions"),
         Row("Top − bottom quantile spread", fmt.pct(m.get("quantile_spread_mean"), 3), note="mean per window"),
     ]
-    return [("Return, net of costs", ret), ("Risk", risk), ("Versus chance and the market", versus),
-            ("Trades", trades), ("Ranking skill", ranking)]
+    groups = [("Return, net of costs", ret), ("Risk", risk), ("Versus chance and the market", versus),
+              ("Trades", trades), ("Ranking skill", ranking)]
+    if portfolio_mode(result.config) and m.get("final_equity") is not None:
+        groups.insert(2, ("Capital curve (portfolio mode)", capital_rows(result)))
+    return groups
+
+
+def capital_rows(result: Any) -> list[Row]:
+    """The compounded curve's metrics (docs/portfolio.md); annualised figures flag short runs."""
+    m, cfg = result.metrics, result.config
+    windows = frame(result, "windows", ("decision_time",))
+    days = 0.0 if windows is None else (
+        (windows["decision_time"].iloc[-1] - windows["decision_time"].iloc[0]).total_seconds() / 86_400
+        + cfg.window_hours / 24)
+    short = f"annualised from {days:,.0f} days: not a forecast" if days < 365 else "annualised"
+    return [
+        Row("Final equity", fmt.money(m.get("final_equity")), note=f"from {fmt.money(cfg.initial_capital)}"),
+        Row("CAGR", fmt.pct(m.get("cagr"), 1), note=short),
+        Row("Volatility", fmt.pct(m.get("volatility_annual"), 1, sign=False), note=short),
+        Row("Sharpe (capital curve)", fmt.ratio(m.get("sharpe_compounded")), note=short),
+        Row("Sortino", fmt.ratio(m.get("sortino"))),
+        Row("Calmar", fmt.ratio(m.get("calmar")), note="CAGR / |max drawdown|"),
+        Row("Max drawdown (capital)", fmt.pct(m.get("max_drawdown_compounded")), note="relative to the peak"),
+        Row("Invested share", fmt.share(m.get("avg_invested_share")), note="time-averaged, rest in cash"),
+    ]
 
 
 def _unit(x: Any, unit: str, digits: int = 0) -> str:
@@ -173,7 +198,8 @@ def figure_set(result: Any) -> dict[str, Markup | None]:
         own, bench = curves
         own.label = f"{result.strategy} (non-compounded sleeves)"
         comp = compounded_curve(result)
-        extra = [(comp, figures.Series(f"{result.strategy}, compounded", figures.PALETTE[2]))] if comp else []
+        label = f"{result.strategy}, compounded capital"
+        extra = [(comp, figures.Series(label, figures.PALETTE[2]))] if comp else []
         out["equity"] = Markup(figures.equity([(own, figures.Series(own.label, s.color))], bench, null_band(result),
                                               extra, cfg.confidence))
     returns = completed_returns(result).to_numpy(np.float64)
