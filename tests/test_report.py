@@ -259,3 +259,15 @@ def test_command_line_renders_the_sample(tmp_path, capsys):
     assert [p.name for p in paths] == ["macd_rsi_confluence.html", "momentum_rank.html", "comparison.html"]
     assert all(p.is_file() and p.stat().st_size > 50_000 for p in paths)
     assert "comparison.html" in capsys.readouterr().out
+
+
+def test_comparison_of_runs_without_common_windows_says_so(tmp_path, momentum, monkeypatch):
+    def fake(a, b, *, block, samples, confidence, seed):
+        return {"mean_difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0}
+
+    monkeypatch.setattr(engine.stats, "compare_window_returns", fake, raising=False)
+    later = sample_run("macd_rsi_confluence", start="2018-01-28", end="2018-01-30")
+    early = sample_run("momentum_rank", start="2018-01-22", end="2018-01-24")
+    html = write_comparison([early, later], tmp_path / "c.html").read_text()
+    assert "cannot be tested: the runs share 0 decision time(s)" in html
+    assert "too few common decision times to test" in html

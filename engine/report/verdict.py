@@ -108,9 +108,12 @@ def cost_sentence(result: Any) -> str:
 def significance_sentence(diff: Difference | None, confidence: float, subject: str = "The difference") -> str:
     """How to read a difference between two runs; never silent about significance."""
     conf = f"{confidence:.0%}"
-    if diff is None or diff.mean is None:
+    if diff is None:
         return (f"{subject} is untested: significance not available (this engine has no paired test of window "
                 "returns, engine.stats.compare_window_returns), so treat the ordering as unproven.")
+    if diff.mean is None:
+        return (f"{subject} cannot be tested: the runs share {diff.n} decision time(s), too few for a paired "
+                "test, so treat the ordering as unproven.")
     verdict_word = ("significant" if diff.p_value is not None and diff.p_value < 1 - confidence
                     else "not significant")
     return (f"{subject} of {fmt.pct(diff.mean, 3)} per window ({conf} interval {fmt.pct(diff.low, 3)} "
