@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,12 @@ class WalkForwardResult:
                 "max_drawdown_aggregated", "total_return", "break_even_fee_bps")
         parts = [f"{k}={self.metrics.get(k)!r}" for k in keys]
         return f"{self.strategy}: " + ", ".join(parts)
+
+    def report(self, path: str | Path) -> Path:
+        """Write a self-contained HTML report of this run (engine.report.write_report); return its path."""
+        from engine.report import write_report  # lazy: matplotlib loads only when a report is written
+
+        return write_report(self, path)
 
 
 def run_walk_forward(
