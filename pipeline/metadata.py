@@ -162,18 +162,28 @@ def numeric_entries(metrics: Mapping[str, Any], keys: Iterable[str]) -> dict[str
     return out
 
 
-def png_markdown(fig: Any, title: str) -> str:
-    """A matplotlib figure as an inline PNG in markdown (the UI shows it at full panel width)."""
+def save_png(fig: Any, path: Any) -> None:
+    """Write a matplotlib figure as a PNG file (readable in the UI without zooming) and close it."""
     import matplotlib.pyplot as plt
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(path, format="png", dpi=110)
     plt.close(fig)
+
+
+def png_markdown(fig: Any, title: str) -> str:
+    """A matplotlib figure as an inline PNG in markdown (long: the UI shows it behind a dialog link)."""
+    buf = io.BytesIO()
+    save_png(fig, buf)
     return f"![{title}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
 
 
-def equity_plot_markdown(curves: Mapping[str, pd.DataFrame], title: str) -> str | None:
-    """Equity (top) and drawdown (bottom) of each sleeve curve as an inline PNG; None without data.
+def image_markdown(url: str, title: str) -> dg.MetadataValue:
+    """A short markdown image by URL: the UI renders markdown under 1,000 characters inline."""
+    return dg.MetadataValue.md(f"![{title}]({url})")
+
+
+def equity_figure(curves: Mapping[str, pd.DataFrame], title: str) -> Any | None:
+    """Equity (top) and drawdown (bottom) of each sleeve curve; None without data.
 
     `curves[name]` needs `decision_time`, `equity` and `drawdown` columns (fractions of capital).
     """
@@ -202,4 +212,4 @@ def equity_plot_markdown(curves: Mapping[str, pd.DataFrame], title: str) -> str 
         ax.tick_params(labelsize=10)
     fig.autofmt_xdate()
     fig.tight_layout()
-    return png_markdown(fig, title)
+    return fig

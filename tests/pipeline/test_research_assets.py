@@ -3,6 +3,8 @@ and the ad-hoc backtest job with its typed config."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -87,8 +89,12 @@ def test_backtests_are_recorded_with_provenance(refreshed, store) -> None:
         metrics = store.backtest_metrics(run_id)
         assert metrics["trade_count"] == len(store.backtest_trades(run_id).query("~void"))
         meta = _meta(refreshed, f"backtests/{name}")
-        assert "trade_count" in cells(meta["run"])
-        assert meta["equity_plot"].value.startswith("![")
+        headline = {r["metric"]: r["value"] for r in records(meta["headline"])}
+        assert headline["completed trades"] == str(metrics["trade_count"])  # same number as the store
+        # the plot is shown inline (a short markdown image served with the reports) and the report exists
+        assert meta["equity_plot"].value.startswith("![") and meta["equity_plot"].value.endswith("-equity.png)")
+        assert Path(meta["report_file"].value).is_file() and meta["report"].value.endswith(".html")
+        assert "Evidence of an edge" in meta["verdict"].value or "edge" in meta["verdict"].value
 
 
 def test_performance_and_comparison_read_back_the_store(refreshed) -> None:
@@ -97,7 +103,8 @@ def test_performance_and_comparison_read_back_the_store(refreshed) -> None:
     assert any(k.startswith("by_symbol_") for k in perf)
     comp = _meta(refreshed, "strategy_comparison")
     assert "macd_rsi_confluence" in cells(comp["comparison"]) and "momentum_rank" in cells(comp["comparison"])
-    assert "data:image/png;base64," in comp["equity_plot"].value
+    assert comp["equity_plot"].value.startswith("![") and comp["equity_plot"].value.endswith(".png)")
+    assert Path(comp["report_file"].value).is_file()  # the engine's side-by-side HTML report
     # the leader is named together with whether its lead is significant (never a bare "best")
     leader = comp["leader"].value
     assert any(f"**{n}**" in leader for n in ("macd_rsi_confluence", "momentum_rank"))

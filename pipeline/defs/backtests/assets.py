@@ -16,8 +16,17 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from pipeline.defs.backtests.runs import record_home, run_metadata
-from pipeline.metadata import equity_plot_markdown, fmt_value, frame_table, numeric_entries, table
+from pipeline.defs.backtests.runs import publish_run
+from pipeline.metadata import (
+    equity_figure,
+    fmt_value,
+    frame_table,
+    image_markdown,
+    numeric_entries,
+    save_png,
+    table,
+)
+from pipeline.reports import comparison_file, load_result, reports_dir, reports_url
 from pipeline.results import (
     RunFailed,
     active_strategies,
@@ -88,10 +97,7 @@ def run_scheduled(
     run = run_and_record(db, uni, strategy, cfg, kind=SCHEDULED_KIND, reuse=True, **shared)
     context.log.info(f"{name}: run {run.run_id}{' (reused: same data, config and code)' if run.reused else ''}: "
                      f"{run.period}")  # fmt: skip
-    metadata = run_metadata(run, f"{name}: walk-forward equity and drawdown (non-compounded sleeves)")
-    home = record_home(context, run, metadata)
-    if home:
-        metadata["home_partition"] = f"backtest_runs / {home}"
+    metadata = publish_run(context, run, f"{name}: walk-forward equity and drawdown (non-compounded sleeves)")
     return dg.MaterializeResult(asset_key=backtest_key(name), metadata=metadata)
 
 
@@ -161,17 +167,42 @@ def comparison(context: Any, db: Any, run_ids: Sequence[int] = ()) -> dg.Materia
         curves[label] = curve_from_windows(w, stored_walk_forward_config(run["config"]).sleeve_factor)
     ranked = best_first(rows)
     metadata: dict[str, Any] = {
+        "leader": dg.MetadataValue.md(leader_statement(ranked, windows)),
         "comparison": table(ranked, COMPARE_COLUMNS),
         "risk_and_costs": table(ranked, RISK_COLUMNS),
-        "leader": dg.MetadataValue.md(leader_statement(ranked, windows)),
     }
-    plot = equity_plot_markdown(curves, "Strategy comparison: equity and drawdown (non-compounded sleeves)")
-    if plot:
-        metadata["equity_plot"] = dg.MetadataValue.md(plot)
+    name = "latest" if not run_ids else "runs-" + "-".join(str(r) for _, r, _ in runs)
+    figure = equity_figure(curves, "Strategy comparison: equity and drawdown (non-compounded sleeves)")
+    if figure is not None:
+        png = comparison_file(name).with_suffix(".png")
+        png.parent.mkdir(parents=True, exist_ok=True)
+        save_png(figure, png)
+        metadata["equity_plot"] = image_markdown(_url(png), "equity and drawdown of the compared runs")
+    report = _comparison_report(name, runs)
+    if report is not None:
+        metadata["report"] = dg.MetadataValue.url(_url(report))
+        metadata["report_file"] = dg.MetadataValue.path(str(report))
     context.log.info("comparison:\n" + "\n".join(
         f"  {r['strategy']}: mean window return {fmt_value(r.get('mean_window_return'), 'mean_window_return')}"
         for r in ranked))  # fmt: skip
     return dg.MaterializeResult(asset_key=COMPARISON, metadata=metadata)
+
+
+def _url(path: Any) -> str:
+    return f"{reports_url()}/{path.relative_to(reports_dir()).as_posix()}"
+
+
+def _comparison_report(name: str, runs: list[tuple[str, int, dict[str, Any]]]) -> Any:
+    """The engine's side-by-side HTML report, when every compared run's result was saved."""
+    from engine.report import write_comparison
+
+    results = {}
+    for strategy, run_id, _ in runs:
+        result = load_result(run_id, strategy)
+        if result is None:
+            return None
+        results[f"{strategy} (run {run_id})"] = result
+    return write_comparison(results, comparison_file(name))
 
 
 def leader_statement(ranked: list[dict], windows: Mapping[str, pd.DataFrame]) -> str:

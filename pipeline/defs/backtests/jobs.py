@@ -10,7 +10,7 @@ import dagster as dg
 
 from pipeline.defs.backtests.config import BacktestRequest, strategy_name
 from pipeline.defs.backtests.requests import build_engine_objects
-from pipeline.defs.backtests.runs import record_home, run_metadata
+from pipeline.defs.backtests.runs import publish_run
 from pipeline.resources import StoreResource, UniverseResource
 from pipeline.results import RunFailed, run_and_record
 
@@ -48,9 +48,7 @@ def run_backtest(
     for note in run.notes:
         context.log.warning(note)
     context.log.info(f"run {run.run_id}: {strategy.name}, {run.period}")
-    metadata = run_metadata(run, f"{strategy.name}: equity and drawdown (run {run.run_id}, {kind})")
-    home = record_home(context, run, metadata)
-    metadata.update({"kind": kind, "home_partition": f"backtest_runs / {home}"})
+    metadata = publish_run(context, run, f"{strategy.name}: equity and drawdown (run {run.run_id}, {kind})")
     if key:
         metadata["request_key"] = key
     return dg.Output(run.run_id, metadata=metadata)

@@ -1,9 +1,10 @@
-"""What a recorded backtest shows in the UI, and its home: one `backtest_runs` partition per stored run.
+"""What a recorded backtest shows, and its home: one `backtest_runs` partition per stored run.
 
-Scheduled, ad-hoc and request runs all come through `pipeline.results.run_and_record`; this module turns
-the `RecordedRun` into metadata (typed tables split by topic, headline numbers the Plots tab charts,
-an equity/drawdown plot) and adds the run's partition to the dynamically partitioned `backtest_runs`
-asset, so every run can be found in the asset catalog, not only deep in a run log.
+Scheduled, ad-hoc and request runs all come through `pipeline.results.run_and_record`; `publish_run`
+then writes the run's report files (HTML report, equity plot, result), builds its metadata (verdict,
+headline table with units and intervals, numbers the Plots tab charts, the plot inline, the report
+link) and materialises the run's partition of the dynamically partitioned `backtest_runs` asset, so every
+run can be found in the asset catalog, not only deep in a run log.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 
 import dagster as dg
 
-from pipeline.metadata import equity_plot_markdown, frame_table, numeric_entries, table
+from pipeline.metadata import equity_figure, fmt_value, frame_table, image_markdown, numeric_entries, table
+from pipeline.reports import RunFiles, load_result, run_files, save_run
 from pipeline.results import RecordedRun, curve_from_windows
 
 BACKTEST_RUNS = "backtest_runs"
@@ -26,21 +28,33 @@ backtest_runs = dg.AssetSpec(
     description=(
         "Every recorded backtest run - scheduled, ad hoc (Launchpad) or from a request file - as one "
         "partition named <store run id>-<strategy>-<kind>. Each partition's materialization holds the run's "
-        "summary tables, headline metrics, equity/drawdown plot and config. Written by the runs themselves."
+        "verdict, headline metrics with intervals, equity/drawdown plot, a link to its HTML report and its "
+        "config. Written by the runs themselves."
     ),
 )
 
-RUN_COLUMNS = ("run_id", "kind", "trade_count", "coverage", "win_rate", "avg_return", "profit_factor",
-               "max_drawdown_trade")  # fmt: skip
-PORTFOLIO_COLUMNS = ("mean_window_return", "mean_window_return_ci_low", "mean_window_return_ci_high",
-                     "total_return", "max_drawdown_aggregated", "exposure", "turnover")  # fmt: skip
-VERSUS_COLUMNS = ("null_mean_window_return", "null_p_value", "benchmark_mean_window_return",
-                  "benchmark_total_return", "rank_ic_mean", "break_even_fee_bps")  # fmt: skip
-HEADLINE = ("mean_window_return", "mean_window_return_ci_low", "mean_window_return_ci_high", "win_rate",
-            "trade_count", "total_return", "max_drawdown_aggregated", "null_p_value", "sharpe",
-            "break_even_fee_bps")  # fmt: skip
-TRADE_PREVIEW = ("decision_time", "symbol", "rank", "score", "entry_price", "exit_price", "return_pct",
-                 "max_drawdown", "weight", "void")  # fmt: skip
+#: (metric key, label, interval keys) of the headline table, in reading order
+HEADLINE_ROWS = (
+    ("mean_window_return", "mean return per window", ("mean_window_return_ci_low", "mean_window_return_ci_high")),
+    ("median_window_return", "median return per window",
+     ("median_window_return_ci_low", "median_window_return_ci_high")),
+    ("null_mean_window_return", "random picks: mean per window", None),
+    ("null_p_value", "p-value vs random picks (one-sided)", None),
+    ("benchmark_mean_window_return", "equal-weight benchmark: mean per window", None),
+    ("total_return", "total return (non-compounded sleeves)", None),
+    ("max_drawdown_aggregated", "max drawdown (aggregated curve)", None),
+    ("sharpe", "Sharpe ratio (annualised)", ("sharpe_ci_low", "sharpe_ci_high")),
+    ("deflated_sharpe", "deflated Sharpe (probability)", None),
+    ("win_rate", "win rate (per trade)", ("win_rate_ci_low", "win_rate_ci_high")),
+    ("profit_factor", "profit factor", ("profit_factor_ci_low", "profit_factor_ci_high")),
+    ("trade_count", "completed trades", None),
+    ("coverage", "coverage (decision times with a trade)", None),
+    ("break_even_fee_bps", "break-even fee per side", None),
+)  # fmt: skip
+NUMERIC = ("mean_window_return", "mean_window_return_ci_low", "mean_window_return_ci_high", "win_rate",
+           "trade_count", "total_return", "max_drawdown_aggregated", "null_p_value", "sharpe",
+           "break_even_fee_bps")  # fmt: skip
+TRADE_PREVIEW = ("decision_time", "symbol", "entry_price", "exit_price", "return_pct", "weight")
 
 
 def run_partition_key(run: RecordedRun) -> str:
@@ -48,62 +62,80 @@ def run_partition_key(run: RecordedRun) -> str:
     return f"{run.run_id:06d}-{run.strategy}-{run.kind}"
 
 
-def verdict(metrics: dict[str, Any]) -> str:
-    """One paragraph in plain words: is there an edge, with its interval and p-value."""
-    from pipeline.metadata import fmt_value
+def headline_table(metrics: dict[str, Any]) -> dg.TableMetadataValue:
+    """A narrow vertical table: metric, value with its unit, interval (fits the asset page)."""
+    rows = []
+    for key, text, interval in HEADLINE_ROWS:
+        if key not in metrics:
+            continue
+        ci = "-"
+        if interval and metrics.get(interval[0]) is not None:
+            ci = f"{fmt_value(metrics.get(interval[0]), key)} .. {fmt_value(metrics.get(interval[1]), key)}"
+        rows.append({"metric": text, "value": fmt_value(metrics.get(key), key), "95% interval": ci})
+    return table(rows, ["metric", "value", "95% interval"])
 
-    mean, low, high = (metrics.get(k) for k in ("mean_window_return", "mean_window_return_ci_low",
-                                                 "mean_window_return_ci_high"))  # fmt: skip
-    p = metrics.get("null_p_value")
+
+def verdict_text(result: Any, metrics: dict[str, Any]) -> str:
+    """The report's verdict paragraph (the engine's wording), or a short one without a result."""
+    if result is not None:
+        from engine.report.verdict import verdict
+
+        return verdict(result).text
+    mean = metrics.get("mean_window_return")
     if mean is None:
         return "No window was traded: nothing to judge."
-    interval = f"{fmt_value(low, 'mean_window_return')} .. {fmt_value(high, 'mean_window_return')}"
-    if low is not None and low > 0 and p is not None and p < 0.05:
-        call = "an edge: the interval excludes zero and random picks rarely do as well"
-    elif high is not None and high < 0:
-        call = "a loss: the whole interval is below zero"
-    else:
-        call = "no demonstrated edge: the interval includes zero or random picks do as well"
-    return (
-        f"Mean window return {fmt_value(mean, 'mean_window_return')} per window (interval {interval}); "
-        f"p-value against random picks {fmt_value(p)}; equal-weight benchmark "
-        f"{fmt_value(metrics.get('benchmark_mean_window_return'), 'mean_window_return')}; break-even fee "
-        f"{fmt_value(metrics.get('break_even_fee_bps'), 'break_even_fee_bps')} per side. Verdict: {call}."
-    )
+    return (f"Mean return per window {fmt_value(mean, 'mean_window_return')} (interval "
+            f"{fmt_value(metrics.get('mean_window_return_ci_low'), 'mean_window_return')} .. "
+            f"{fmt_value(metrics.get('mean_window_return_ci_high'), 'mean_window_return')}), p-value against "
+            f"random picks {fmt_value(metrics.get('null_p_value'))}.")  # fmt: skip
 
 
-def run_metadata(run: RecordedRun, title: str) -> dict[str, Any]:
-    """The metadata of one recorded run (used by its home partition, the per-strategy asset, the op)."""
+def _files(run: RecordedRun, title: str) -> tuple[RunFiles | None, Any]:
+    """Write a fresh run's files; find a reused run's. Returns (files or None, the engine result or None)."""
+    if not run.reused and run.result is not None:
+        curve = curve_from_windows(run.windows, run.config.sleeve_factor)
+        figure = equity_figure({run.strategy: curve}, title)
+        return (save_run(run.run_id, run.result, figure) if figure is not None else None), run.result
+    files = run_files(run.run_id, run.strategy)
+    return (files if files.html.is_file() else None), load_result(run.run_id, run.strategy)
+
+
+def run_metadata(run: RecordedRun, files: RunFiles | None, result: Any) -> dict[str, Any]:
+    """The metadata of one recorded run (its home partition, the per-strategy asset, the ad-hoc op)."""
     m = {**run.metrics, "run_id": run.run_id, "kind": run.kind}
-    curve = curve_from_windows(run.windows, run.config.sleeve_factor)
     out: dict[str, Any] = {
-        "verdict": dg.MetadataValue.md(verdict(m)),
+        "verdict": dg.MetadataValue.md(verdict_text(result, m)),
+        "headline": headline_table(m),
+    }
+    if files is not None:
+        out["equity_plot"] = image_markdown(files.png_url, f"{run.strategy}: equity and drawdown")
+        out["report"] = dg.MetadataValue.url(files.html_url)
+        out["report_file"] = dg.MetadataValue.path(str(files.html))
+    out.update({
         "store_run_id": dg.MetadataValue.int(run.run_id),
+        "kind": run.kind,
         "reused_identical_run": dg.MetadataValue.bool(run.reused),
         "decision_period": run.period,
-        "run": table([m], RUN_COLUMNS),
-        "portfolio": table([m], PORTFOLIO_COLUMNS),
-        "versus_null_and_benchmark": table([m], VERSUS_COLUMNS),
-        **numeric_entries(m, HEADLINE),
+        "symbols": ", ".join(run.symbols),
+        **numeric_entries(m, NUMERIC),
         "params": dg.MetadataValue.json(dict(run.params)),
         "config": dg.MetadataValue.json(run.config.to_dict()),
-        "symbols": ", ".join(run.symbols),
-        "last_trades": frame_table(run.trades.tail(15), TRADE_PREVIEW, limit=15),
-    }
-    plot = equity_plot_markdown({run.strategy: curve}, title)
-    if plot:
-        out["equity_plot"] = dg.MetadataValue.md(plot)
+        "last_trades": frame_table(run.trades.tail(10), TRADE_PREVIEW, limit=10),
+    })  # fmt: skip
     if run.notes:
         out["notes"] = dg.MetadataValue.md("\n".join(f"- {n}" for n in run.notes))
     return out
 
 
-def record_home(context: Any, run: RecordedRun, metadata: dict[str, Any]) -> str | None:
-    """Add the run's `backtest_runs` partition and materialise it with `metadata`; None for a reused run
-    (its partition exists since the run was first recorded)."""
-    if run.reused:
-        return None
-    key = run_partition_key(run)
-    context.instance.add_dynamic_partitions(BACKTEST_RUNS, [key])
-    context.log_event(dg.AssetMaterialization(asset_key=BACKTEST_RUNS, partition=key, metadata=metadata))
-    return key
+def publish_run(context: Any, run: RecordedRun, title: str) -> dict[str, Any]:
+    """Report files, metadata, and the run's `backtest_runs` partition (added once, when first recorded)."""
+    files, result = _files(run, title)
+    metadata = run_metadata(run, files, result)
+    if not run.reused:
+        key = run_partition_key(run)
+        context.instance.add_dynamic_partitions(BACKTEST_RUNS, [key])
+        context.log_event(dg.AssetMaterialization(asset_key=BACKTEST_RUNS, partition=key, metadata=metadata))
+        metadata["home_partition"] = f"backtest_runs / {key}"
+    if files is not None:
+        context.log.info(f"run {run.run_id} report: {files.html} ({files.html_url})")
+    return metadata
