@@ -77,11 +77,15 @@ def rows_to_frame(raw: Any, where: str) -> pd.DataFrame:
     return _frame(ms, values)
 
 
-def columns_to_frame(seconds: Any, columns: dict[str, Any], where: str) -> pd.DataFrame:
-    """UDF-style parallel arrays (`t` in epoch seconds, one array per OHLCV field) as a frame."""
+def columns_to_frame(
+    seconds: Any, columns: dict[str, Any], where: str, keys: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """UDF-style parallel arrays (`t` in epoch seconds, one array per OHLCV field) as a frame; `keys`
+    maps a field name to its key in the answer, for messages."""
     arrays = {"t": seconds, **columns}
-    for key, arr in arrays.items():
+    for name, arr in arrays.items():
         if not isinstance(arr, list | tuple):
+            key = (keys or {}).get(name, name)
             raise MalformedDataError(f"{where}: field {key!r} is a {_kind(arr)}, not a list")
     n = len(seconds)
     if any(len(arr) != n for arr in columns.values()):

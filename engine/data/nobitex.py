@@ -280,7 +280,8 @@ class NobitexProvider(MarketDataProvider):
         missing = [k for k in ("t", *_UDF_FIELDS) if k not in body]
         if missing:
             raise MalformedDataError(f"{where}: malformed 'ok' response, fields {missing} are missing")
-        return columns_to_frame(body["t"], {name: body[k] for k, name in _UDF_FIELDS.items()}, where)
+        columns = {name: body[k] for k, name in _UDF_FIELDS.items()}
+        return columns_to_frame(body["t"], columns, where, keys={v: k for k, v in _UDF_FIELDS.items()})
 
 
 class _NobitexPager:

@@ -49,8 +49,8 @@ class UnitCheck:
     def describe(self) -> str:
         if not self.checked:
             return f"{self.market}: udf/history assumed in {self.udf_unit} (unit check disabled)"
-        return (f"{self.market}: udf/history close {self.udf_close:g} vs market stats latest "
-                f"{self.stats_latest_rials:g} rials (factor {self.factor:.3g}) -> udf/history in "
+        return (f"{self.market}: udf/history close {self.udf_close:.12g} vs market stats latest "
+                f"{self.stats_latest_rials:.12g} rials (factor {self.factor:.3g}) -> udf/history in "
                 f"{self.udf_unit} ({UNIT_NAMES[self.udf_unit]})")  # fmt: skip
 
 
@@ -67,8 +67,8 @@ def check_price_unit(market: str, stats_latest_rials: float, udf_close: float) -
         if rials / TOLERANCE <= factor <= rials * TOLERANCE:
             return UnitCheck(market, unit, stats_latest_rials, udf_close, checked=True)
     raise PriceUnitError(
-        f"nobitex {market}: udf/history close {udf_close:g} and market stats latest price "
-        f"{stats_latest_rials:g} rials differ by a factor of {factor:.3g}; only 1 (rials) and 10 (tomans) "
+        f"nobitex {market}: udf/history close {udf_close:.12g} and market stats latest price "
+        f"{stats_latest_rials:.12g} rials differ by a factor of {factor:.3g}; only 1 (rials) and 10 (tomans) "
         "are understood, so the price unit is unknown and the candles are refused. Check the market on "
         "nobitex.ir, or set unit_check: false and price_unit explicitly if you know the unit."
     )
