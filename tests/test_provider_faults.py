@@ -43,7 +43,9 @@ class FakeExchange:
     id = "binance"
     rateLimit = 50
 
-    def __init__(self, book, mode="", n=100, at=None, times=None, errors=(), ignore_limit=False, headers=None):
+    def __init__(
+        self, book, mode="", n=100, at=None, times=None, errors=(), ignore_limit=False, headers=None
+    ):
         self.book = sorted((list(r) for r in book), key=lambda r: r[0])
         self.mode, self.n, self.at, self.times, self.ignore_limit = mode, n, at, times, ignore_limit
         self.errors = list(errors)
@@ -58,11 +60,15 @@ class FakeExchange:
             if err is not None:
                 raise err
         if self.mode == "latest":
-            return [list(r) for r in self.book[-(self.n if self.ignore_limit else min(self.n, limit)):]]
-        if self.mode == "empty_at" and since == self.at and limit != 1:
-            if self.times is None or self.times > 0:
-                self.times = None if self.times is None else self.times - 1
-                return []
+            return [list(r) for r in self.book[-(self.n if self.ignore_limit else min(self.n, limit)) :]]
+        if (
+            self.mode == "empty_at"
+            and since == self.at
+            and limit != 1
+            and (self.times is None or self.times > 0)
+        ):
+            self.times = None if self.times is None else self.times - 1
+            return []
         until = params.get("until")
         rows = [list(r) for r in self.book if r[0] >= since and (until is None or r[0] <= until)][:limit]
         if self.mode == "cap":

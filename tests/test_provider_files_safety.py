@@ -53,7 +53,7 @@ def test_default_folders_are_the_repo_data_folder_and_the_sample(monkeypatch):
     monkeypatch.delenv(DATA_DIRS_ENV, raising=False)
     root = Path(__file__).resolve().parents[1]
     assert allowed_data_dirs() == tuple(p.resolve() for p in DEFAULT_DATA_DIRS)
-    assert DEFAULT_DATA_DIRS == (root / "data", root / "engine" / "sample_data")
+    assert (root / "data", root / "engine" / "sample_data") == DEFAULT_DATA_DIRS
     assert make_provider("files", root=root / "engine" / "sample_data").symbols()
 
 
