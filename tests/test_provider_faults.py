@@ -12,6 +12,7 @@ from __future__ import annotations
 import ccxt
 import pandas as pd
 import pytest
+from provider_fakes import FakeExchange
 
 from engine.data import CcxtProvider, ProviderError
 from engine.data.base import MalformedDataError
@@ -29,53 +30,6 @@ def ts(ms: int) -> pd.Timestamp:
 
 def candle(i: int, close: float = 100.5) -> list:
     return [T0 + i * STEP, 100.0, 101.0, 99.0, close, 10.0]
-
-
-class FakeExchange:
-    """A scripted exchange with Binance's fetchOHLCV contract (since, limit, until inclusive).
-
-    `mode` injects a fault: "latest" ignores since and answers with the latest `n` candles (limit too if
-    `ignore_limit`), "cap" never returns more than `n` rows (a short page), "empty_at" answers [] for
-    pages at `since == at` (`times` times, forever when None), "shuffle" returns rows out of order.
-    `errors` are raised by successive calls first (None = answer normally).
-    """
-
-    id = "binance"
-    rateLimit = 50
-
-    def __init__(
-        self, book, mode="", n=100, at=None, times=None, errors=(), ignore_limit=False, headers=None
-    ):
-        self.book = sorted((list(r) for r in book), key=lambda r: r[0])
-        self.mode, self.n, self.at, self.times, self.ignore_limit = mode, n, at, times, ignore_limit
-        self.errors = list(errors)
-        self.last_response_headers = headers or {}
-        self.calls: list[dict] = []
-
-    def fetch_ohlcv(self, symbol, timeframe="5m", since=None, limit=None, params=None):
-        params = params or {}
-        self.calls.append({"since": since, "limit": limit, "until": params.get("until")})
-        if self.errors:
-            err = self.errors.pop(0)
-            if err is not None:
-                raise err
-        if self.mode == "latest":
-            return [list(r) for r in self.book[-(self.n if self.ignore_limit else min(self.n, limit)) :]]
-        if (
-            self.mode == "empty_at"
-            and since == self.at
-            and limit != 1
-            and (self.times is None or self.times > 0)
-        ):
-            self.times = None if self.times is None else self.times - 1
-            return []
-        until = params.get("until")
-        rows = [list(r) for r in self.book if r[0] >= since and (until is None or r[0] <= until)][:limit]
-        if self.mode == "cap":
-            rows = rows[: self.n]
-        if self.mode == "shuffle":
-            rows = rows[1::2] + rows[::2]
-        return rows
 
 
 def fetch(ex, start=T0, end=END, now=FAR_FUTURE, **kw):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from provider_fakes import Resp, RoutingSession
 
 from engine.data import NobitexProvider, ProviderError
 from engine.data.base import MalformedDataError
@@ -29,36 +30,6 @@ def fixture(name: str) -> dict:
 
 def ts(seconds: int) -> pd.Timestamp:
     return pd.Timestamp(seconds, unit="s", tz="UTC")
-
-
-class Resp:
-    def __init__(self, status_code: int, body=None):
-        self.status_code, self._body, self.headers = status_code, body, {}
-        self.text = json.dumps(body) if body is not None else "<html>oops</html>"
-
-    def json(self):
-        if self._body is None:
-            raise ValueError("Expecting value: line 1 column 1 (char 0)")
-        return self._body
-
-
-class RoutingSession:
-    """`stats`, `recent` (resolution 60) and `history` (resolution 5) are queues of bodies/responses."""
-
-    def __init__(self, history=(), recent=(), stats=()):
-        self.queues = {"stats": list(stats), "recent": list(recent), "history": list(history)}
-        self.calls: list[tuple[str, dict]] = []
-
-    def get(self, url, params=None, timeout=None):
-        params = dict(params or {})
-        route = "stats" if url.endswith("/market/stats") else ("recent" if params.get("resolution") == "60"
-                                                             else "history")  # fmt: skip
-        self.calls.append((route, params))
-        item = self.queues[route].pop(0)
-        return item if isinstance(item, Resp) else Resp(200, item)
-
-    def routes(self) -> list[str]:
-        return [r for r, _ in self.calls]
 
 
 def udf(times, closes, spread=0.005):
@@ -95,7 +66,9 @@ def test_toman_history_is_detected_and_converted(price_unit, factor):
 
 @pytest.mark.parametrize(("price_unit", "factor"), [("IRR", 1.0), ("IRT", 0.1)])
 def test_rial_history_is_detected_and_converted(price_unit, factor):
-    session = RoutingSession(history=[RIAL_DAY], recent=[RIAL_RECENT], stats=[fixture("nobitex_stats_rls.json")])
+    session = RoutingSession(
+        history=[RIAL_DAY], recent=[RIAL_RECENT], stats=[fixture("nobitex_stats_rls.json")]
+    )
     provider, _ = make(session, price_unit=price_unit)
     df, cov = provider.fetch_with_coverage("BTC/IRT", ts(S), ts(S + 600), now=NOW)
     assert df["close"].tolist() == pytest.approx([26.0e9 * factor, 26.1e9 * factor])
@@ -104,7 +77,9 @@ def test_rial_history_is_detected_and_converted(price_unit, factor):
 
 def test_an_unknown_factor_refuses_the_data():
     """3x apart: neither rials nor tomans. No candle is returned; the message says what to do."""
-    session = RoutingSession(history=[RIAL_DAY], recent=[udf([S], [8.75e9])], stats=[fixture("nobitex_stats_rls.json")])
+    session = RoutingSession(
+        history=[RIAL_DAY], recent=[udf([S], [8.75e9])], stats=[fixture("nobitex_stats_rls.json")]
+    )
     provider, _ = make(session)
     with pytest.raises(PriceUnitError) as err:
         provider.fetch_ohlcv("BTC/IRT", ts(S), ts(S + 600), now=NOW)
@@ -148,7 +123,9 @@ def test_market_missing_from_the_stats_or_without_recent_candles_fails_clearly()
     provider, _ = make(RoutingSession(stats=[fixture("nobitex_stats_rls.json")]))
     with pytest.raises(ProviderError, match=r"no rial price for 'eth-rls'.*unit_check: false"):
         provider.fetch_ohlcv("ETH/IRT", ts(S), ts(S + 600), now=NOW)
-    provider, _ = make(RoutingSession(recent=[fixture("nobitex_no_data.json")], stats=[fixture("nobitex_stats_rls.json")]))
+    provider, _ = make(
+        RoutingSession(recent=[fixture("nobitex_no_data.json")], stats=[fixture("nobitex_stats_rls.json")])
+    )
     with pytest.raises(ProviderError, match=r"'BTC/IRT': no candle in the last 3 days"):
         provider.fetch_ohlcv("BTC/IRT", ts(S), ts(S + 600), now=NOW)
 
@@ -217,7 +194,10 @@ def test_an_answer_outside_the_asked_window_is_not_trusted():
 
 def test_holes_in_a_listed_window_are_confirmed_but_not_the_unsettled_tail():
     now = ts(S + 3600 + 30)  # 01:00:30: the 00:55 candle has just closed
-    provider, _ = off([udf([S, S + 900], [1.0, 1.0]), fixture("nobitex_no_data.json")] + [fixture("nobitex_no_data.json")] * 2)
+    provider, _ = off(
+        [udf([S, S + 900], [1.0, 1.0]), fixture("nobitex_no_data.json")]
+        + [fixture("nobitex_no_data.json")] * 2
+    )
     df, cov = provider.fetch_with_coverage("BTC/IRT", ts(S), ts(S + 7200), now=now)
     assert len(df) == 2 and cov.checked_until == ts(S + 3600)
     assert [(r.start, r.end) for r in cov.confirmed_empty] == [(ts(S + 300), ts(S + 900))]

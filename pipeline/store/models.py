@@ -28,6 +28,10 @@ BASE_TIMEFRAME = "5m"
 RUN_KINDS = ("scheduled", "adhoc", "request")
 RUN_STATUSES = ("success", "failed")
 
+#: widths of the symbol and exchange columns; the universe file is validated against them at load
+SYMBOL_MAX_CHARS = 64
+EXCHANGE_MAX_CHARS = 64
+
 JSONType = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 Timestamp = sa.DateTime(timezone=True)
 Key = sa.String(128)
@@ -60,8 +64,8 @@ class CandleSeries(Base):
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
-    exchange: Mapped[str] = mapped_column(sa.String(64))
-    symbol: Mapped[str] = mapped_column(sa.String(64))
+    exchange: Mapped[str] = mapped_column(sa.String(EXCHANGE_MAX_CHARS))
+    symbol: Mapped[str] = mapped_column(sa.String(SYMBOL_MAX_CHARS))
     timeframe: Mapped[str] = mapped_column(sa.String(8))
 
 
@@ -138,7 +142,7 @@ class BacktestTrade(Base):
 
     run_id: Mapped[int] = mapped_column(_run_fk(), primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
-    symbol: Mapped[str] = mapped_column(sa.String(64))
+    symbol: Mapped[str] = mapped_column(sa.String(SYMBOL_MAX_CHARS))
     decision_time: Mapped[int | None] = mapped_column(sa.BigInteger)
     entry_time: Mapped[int | None] = mapped_column(sa.BigInteger)
     exit_time: Mapped[int | None] = mapped_column(sa.BigInteger)
@@ -198,7 +202,7 @@ class RankingRow(Base):
     snapshot_id: Mapped[int] = mapped_column(
         sa.ForeignKey("ranking_snapshots.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
     )
-    symbol: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    symbol: Mapped[str] = mapped_column(sa.String(SYMBOL_MAX_CHARS), primary_key=True)
     seq: Mapped[int] = mapped_column(sa.Integer)
     rank: Mapped[int | None] = mapped_column(sa.Integer)
     score: Mapped[float | None] = mapped_column(sa.Double)
