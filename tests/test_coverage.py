@@ -28,8 +28,11 @@ def ts(ms: int) -> pd.Timestamp:
 
 def frame(slots) -> pd.DataFrame:
     return pd.DataFrame(
-        {"timestamp": [ts(T0 + i * STEP) for i in slots], **dict.fromkeys(["open", "high", "low", "close"], 1.0),
-         "volume": 0.0}  # fmt: skip
+        {
+            "timestamp": [ts(T0 + i * STEP) for i in slots],
+            **dict.fromkeys(["open", "high", "low", "close"], 1.0),
+            "volume": 0.0,
+        }  # fmt: skip
     )
 
 
@@ -100,7 +103,10 @@ class NoReport(MarketDataProvider):
 def test_fetch_with_coverage_without_a_report_calls_every_hole_missing():
     df, cov = NoReport().fetch_with_coverage("A/B", ts(T0), ts(T0 + 6 * STEP), now=FAR_FUTURE)
     assert isinstance(cov, Coverage) and df.attrs[COVERAGE_ATTR] is cov
-    assert spans(cov.missing) == [(ts(T0 + 2 * STEP), ts(T0 + 4 * STEP)), (ts(T0 + 5 * STEP), ts(T0 + 6 * STEP))]
+    assert spans(cov.missing) == [
+        (ts(T0 + 2 * STEP), ts(T0 + 4 * STEP)),
+        (ts(T0 + 5 * STEP), ts(T0 + 6 * STEP)),
+    ]
 
 
 def test_an_edited_frame_cannot_inherit_a_complete_report():
@@ -132,9 +138,14 @@ def csv_rows(slots) -> str:
 
 def test_files_interior_holes_are_confirmed_and_the_rest_is_missing(data_dir):
     (data_dir / "ETH_BTC-5m.csv").write_text(csv_rows([10, 11, 15, 20]))
-    df, cov = FilesProvider(data_dir).fetch_with_coverage("ETH/BTC", ts(T0), ts(T0 + 30 * STEP), now=FAR_FUTURE)
+    df, cov = FilesProvider(data_dir).fetch_with_coverage(
+        "ETH/BTC", ts(T0), ts(T0 + 30 * STEP), now=FAR_FUTURE
+    )
     assert len(df) == 4
-    assert spans(cov.confirmed_empty) == [(ts(T0 + 12 * STEP), ts(T0 + 15 * STEP)), (ts(T0 + 16 * STEP), ts(T0 + 20 * STEP))]
+    assert spans(cov.confirmed_empty) == [
+        (ts(T0 + 12 * STEP), ts(T0 + 15 * STEP)),
+        (ts(T0 + 16 * STEP), ts(T0 + 20 * STEP)),
+    ]
     assert spans(cov.missing) == [(ts(T0), ts(T0 + 10 * STEP)), (ts(T0 + 21 * STEP), ts(T0 + 30 * STEP))]
     assert "ETH_BTC-5m.csv: no candle there in the file" in cov.confirmed_empty[0].reason
 
@@ -143,7 +154,9 @@ def test_a_truncated_dated_archive_is_reported_missing(data_dir):
     """ETHBTC-5m-2024-01-01.csv covers the whole day by its name but stops at 12:00."""
     lines = "".join(f"{T0 + i * STEP},1,1,1,1,1,0,0,0,0,0,0\n" for i in range(144))
     (data_dir / "ETHBTC-5m-2024-01-01.csv").write_text(lines)
-    _, cov = FilesProvider(data_dir).fetch_with_coverage("ETH/BTC", ts(T0), ts(T0 + 288 * STEP), now=FAR_FUTURE)
+    _, cov = FilesProvider(data_dir).fetch_with_coverage(
+        "ETH/BTC", ts(T0), ts(T0 + 288 * STEP), now=FAR_FUTURE
+    )
     assert spans(cov.missing) == [(ts(T0 + 144 * STEP), ts(T0 + 288 * STEP))]
     assert "stop at 2024-01-01 12:00 (truncated?)" in cov.missing[0].reason
 

@@ -22,7 +22,9 @@ from engine.strategies import get_strategy
 START = pd.Timestamp("2024-01-01", tz="UTC")
 DAYS = 4
 SLOTS = DAYS * 288
-CFG = WalkForwardConfig(start=START, end=START + pd.Timedelta(days=DAYS), warmup_bars=24, bootstrap_samples=50)
+CFG = WalkForwardConfig(
+    start=START, end=START + pd.Timedelta(days=DAYS), warmup_bars=24, bootstrap_samples=50
+)
 STRATEGIES = ("macd_rsi_confluence", "momentum_rank")
 
 
@@ -53,8 +55,15 @@ def make_candles(rng: np.random.Generator, level: float, flat: float, zero_volum
 
 universes = st.builds(
     lambda seed, n, levels, flat, zero, gaps, outage, keep: {
-        f"S{i}/USDT": make_candles(np.random.default_rng(seed + i), levels[i % len(levels)], flat, zero, gaps,
-                                   outage and i == 0, keep if i == n - 1 else 1.0)  # fmt: skip
+        f"S{i}/USDT": make_candles(
+            np.random.default_rng(seed + i),
+            levels[i % len(levels)],
+            flat,
+            zero,
+            gaps,
+            outage and i == 0,
+            keep if i == n - 1 else 1.0,
+        )  # fmt: skip
         for i in range(n)
     },
     seed=st.integers(0, 2**31),

@@ -29,7 +29,9 @@ def rows(n: int, first: int = 0) -> str:
 
 
 def kline_zip(path: Path, n: int = 288) -> Path:
-    text = "".join(f"{T0 + i * STEP},100,101,99,100.5,1,{T0 + (i + 1) * STEP - 1},1,1,1,1,0\n" for i in range(n))
+    text = "".join(
+        f"{T0 + i * STEP},100,101,99,100.5,1,{T0 + (i + 1) * STEP - 1},1,1,1,1,0\n" for i in range(n)
+    )
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(path.stem + ".csv", text)
     return path

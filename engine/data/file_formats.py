@@ -223,12 +223,16 @@ def resolve_duplicates(df: pd.DataFrame, where: str, duplicates: str, what: str 
         more = f" (and {len(conflicts) - 3} more open times)" if len(conflicts) > 3 else ""
         msg = f"{where}: {len(conflicts)} open time(s) appear more than once with different values: {detail}{more}"
         if duplicates == "error":
-            raise MalformedDataError(msg + "; remove the wrong rows, or set duplicates: last to keep the later")
+            raise MalformedDataError(
+                msg + "; remove the wrong rows, or set duplicates: last to keep the later"
+            )
         warnings.warn(DuplicateCandlesWarning(msg + "; kept the later row"), stacklevel=3)
     return df[~df["timestamp"].duplicated(keep="last")]
 
 
-def read_candle_file(path: str | Path, symbol: str | None = None, *, duplicates: str = "error") -> pd.DataFrame:
+def read_candle_file(
+    path: str | Path, symbol: str | None = None, *, duplicates: str = "error"
+) -> pd.DataFrame:
     """Read one candle file (any supported format) into a validated, sorted, de-duplicated frame.
 
     `symbol` only labels error messages; by default it comes from the file name. See the module

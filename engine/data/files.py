@@ -147,7 +147,9 @@ class FilesProvider(MarketDataProvider):
     def symbols(self) -> list[str]:
         """Symbols with at least one supported file under the root (Binance names stay "ETHBTC")."""
         found = {
-            symbol_from_path(p) for p in self.root.rglob("*-5m*") if _supported(p) and _SYMBOL_STEM.match(stem(p))
+            symbol_from_path(p)
+            for p in self.root.rglob("*-5m*")
+            if _supported(p) and _SYMBOL_STEM.match(stem(p))
         }
         return sorted(found)
 
