@@ -164,3 +164,18 @@ def test_a_truncated_dated_archive_is_reported_missing(data_dir):
 def test_time_range_text():
     r = TimeRange(ts(T0), ts(T0 + 3 * STEP), "why")
     assert str(r) == "[2024-01-01 00:00, 2024-01-01 00:15) (3 slots)" and r.to_dict()["slots"] == 3
+
+
+def test_recheck_with_stored_candles_and_the_grace_for_unpublished_candles():
+    now = ts(T0 + 12 * STEP + 30_000)  # 01:00:30
+    cov = build_coverage(frame([0, 1, 2]), symbol="X/Y", source="t", start_ms=T0, end_ms=T0 + 288 * STEP,
+                         now_ms=now.value // 1_000_000, confirmed=[(T0 + 3 * STEP, T0 + 5 * STEP, "listed")])  # fmt: skip
+    assert spans(cov.missing) == [(ts(T0 + 5 * STEP), ts(T0 + 12 * STEP))]
+    merged = cov.recheck(frame([0, 1, 2, 5, 6, 7, 8, 9]))  # earlier runs stored 00:25..00:45
+    assert spans(merged.missing) == [(ts(T0 + 10 * STEP), ts(T0 + 12 * STEP))]
+    assert spans(merged.confirmed_empty) == [(ts(T0 + 3 * STEP), ts(T0 + 5 * STEP))]
+    assert merged.missing_older_than(pd.Timedelta(minutes=10)) == ()  # 00:50 and 00:55 closed < 10 min ago
+    assert spans(merged.missing_older_than(pd.Timedelta(minutes=5))) == [
+        (ts(T0 + 10 * STEP), ts(T0 + 11 * STEP))
+    ]
+    assert merged.missing_older_than(pd.Timedelta(0)) == merged.missing

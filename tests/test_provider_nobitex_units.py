@@ -205,7 +205,7 @@ def test_holes_in_a_listed_window_are_confirmed_but_not_the_unsettled_tail():
 
 
 def test_before_minute_history_exists_nothing_is_asked():
-    provider, _ = off([])
+    provider, _ = make(RoutingSession())  # unit check on: not even the stats are requested
     df, cov = provider.fetch_with_coverage("BTC/IRT", pd.Timestamp("2022-03-20", tz="UTC"),
                                            pd.Timestamp("2022-03-20 20:30", tz="UTC"), now=NOW)  # fmt: skip
     assert df.empty and cov.complete and cov.confirmed_slots == 246

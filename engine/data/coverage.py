@@ -133,6 +133,18 @@ class Coverage:
             },  # fmt: skip
         }
 
+    def recheck(self, df: pd.DataFrame) -> Coverage:
+        """The report re-derived for another frame of the same range, keeping this report's evidence:
+        e.g. the stored candles merged with the fetched ones, where earlier runs may fill holes."""
+        return reconcile(df, self, symbol=self.symbol, source=self.source, start=self.start, end=self.end,
+                         now=self.as_of)  # fmt: skip
+
+    def missing_older_than(self, grace: pd.Timedelta) -> tuple[TimeRange, ...]:
+        """Missing ranges clipped to slots that closed at least `grace` before `as_of`: the newest
+        candles of a live exchange may simply not be published yet."""
+        bound = closed_limit_ms(_ms(self.checked_until), _ms(self.as_of - grace))
+        return _clip_all(self.missing, _ms(self.start), bound)
+
     def clip(self, start: Any, end: Any) -> Coverage:
         """The report restricted to `[start, end)` (e.g. one daily partition of a multi-day fetch)."""
         lo, hi = max(_ms(start), _ms(self.start)), min(_ms(end), _ms(self.end))

@@ -195,17 +195,17 @@ class NobitexProvider(MarketDataProvider):
         now_ms = resolve_now(now, self._clock)
         lo, hi = ceil_grid(start_ms), min(end_ms, closed_bound_ms(now_ms))
         details: dict[str, Any] = {"price_unit": self.unit_for(symbol)}
-        factor = 1.0
-        if market.endswith("IRT") and lo < hi:
-            check = self.check_unit(symbol, now_ms)
-            factor = conversion(check.udf_unit, self.price_unit)
-            details.update(udf_unit=check.udf_unit, unit_check=check.describe())
         confirmed = []
         if lo < MINUTE_HISTORY_START_MS:
             stop = min(hi, MINUTE_HISTORY_START_MS)
             if lo < stop:
                 confirmed.append((lo, stop, "nobitex has no minute candles before 1401-01-01 (2022-03-21)"))
             lo = max(lo, MINUTE_HISTORY_START_MS)
+        factor = 1.0
+        if market.endswith("IRT") and lo < hi:  # only when something will be fetched
+            check = self.check_unit(symbol, now_ms)
+            factor = conversion(check.udf_unit, self.price_unit)
+            details.update(udf_unit=check.udf_unit, unit_check=check.describe())
         pager = _NobitexPager(self, symbol, market, hi, now_ms)
         result = walk(
             pager, lo, hi, retries=self.incomplete_retries, backoff=self._backoff, sleep=self._sleep
