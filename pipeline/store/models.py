@@ -12,7 +12,9 @@ Conventions:
   names (`ci.low`).
 - JSON columns use the portable `JSON` type (JSONB on PostgreSQL).
 - Child rows (trades, windows, performance, ranking rows) are deleted with their parent (ON DELETE
-  CASCADE).
+  CASCADE), and on SQLite also by AFTER DELETE triggers, because clients such as the sqlite3 CLI run
+  with foreign keys off. Run and snapshot ids are never reused (SQLite AUTOINCREMENT; PostgreSQL
+  sequences never reuse), so a run deleted by hand cannot hand its id, and its leftovers, to the next.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 BASE_TIMEFRAME = "5m"
 RUN_KINDS = ("scheduled", "adhoc", "request")
 RUN_STATUSES = ("success", "failed")
+
+#: widths of the symbol and exchange columns; the universe file is validated against them at load
+SYMBOL_MAX_CHARS = 64
+EXCHANGE_MAX_CHARS = 64
 
 JSONType = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 Timestamp = sa.DateTime(timezone=True)
@@ -60,8 +66,8 @@ class CandleSeries(Base):
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
-    exchange: Mapped[str] = mapped_column(sa.String(64))
-    symbol: Mapped[str] = mapped_column(sa.String(64))
+    exchange: Mapped[str] = mapped_column(sa.String(EXCHANGE_MAX_CHARS))
+    symbol: Mapped[str] = mapped_column(sa.String(SYMBOL_MAX_CHARS))
     timeframe: Mapped[str] = mapped_column(sa.String(8))
 
 
@@ -111,6 +117,7 @@ class BacktestRun(Base):
         sa.CheckConstraint(f"kind IN {RUN_KINDS!r}", name="kind"),
         sa.CheckConstraint(f"status IN {RUN_STATUSES!r}", name="status"),
         sa.Index("ix_backtest_runs_strategy_created_at", "strategy", "created_at"),
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
@@ -138,7 +145,7 @@ class BacktestTrade(Base):
 
     run_id: Mapped[int] = mapped_column(_run_fk(), primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
-    symbol: Mapped[str] = mapped_column(sa.String(64))
+    symbol: Mapped[str] = mapped_column(sa.String(SYMBOL_MAX_CHARS))
     decision_time: Mapped[int | None] = mapped_column(sa.BigInteger)
     entry_time: Mapped[int | None] = mapped_column(sa.BigInteger)
     exit_time: Mapped[int | None] = mapped_column(sa.BigInteger)
@@ -182,7 +189,10 @@ class RankingSnapshot(Base):
     """The cross-sectional ranking of one strategy at one decision time."""
 
     __tablename__ = "ranking_snapshots"
-    __table_args__ = (sa.Index("ix_ranking_snapshots_strategy_decision_time", "strategy", "decision_time"),)
+    __table_args__ = (
+        sa.Index("ix_ranking_snapshots_strategy_decision_time", "strategy", "decision_time"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     strategy: Mapped[str] = mapped_column(Key)
@@ -198,7 +208,7 @@ class RankingRow(Base):
     snapshot_id: Mapped[int] = mapped_column(
         sa.ForeignKey("ranking_snapshots.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
     )
-    symbol: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    symbol: Mapped[str] = mapped_column(sa.String(SYMBOL_MAX_CHARS), primary_key=True)
     seq: Mapped[int] = mapped_column(sa.Integer)
     rank: Mapped[int | None] = mapped_column(sa.Integer)
     score: Mapped[float | None] = mapped_column(sa.Double)
@@ -207,5 +217,26 @@ class RankingRow(Base):
     reasons: Mapped[str | None] = mapped_column(sa.Text)
     features: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
+
+#: parent table -> (child tables, the child column holding the parent id): the cascade triggers
+CASCADE_FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
+    "backtest_runs": (("backtest_trades", "backtest_windows", "strategy_performance"), "run_id"),
+    "ranking_snapshots": (("ranking_rows",), "snapshot_id"),
+}
+
+
+def _cascade_trigger(parent: str) -> sa.DDL:
+    """SQLite AFTER DELETE trigger deleting a parent's children (the same DDL as migration 0002)."""
+    children, key = CASCADE_FAMILIES[parent]
+    body = " ".join(f"DELETE FROM {child} WHERE {key} = OLD.id;" for child in children)
+    ddl = (
+        f"CREATE TRIGGER trg_{parent}_delete_children AFTER DELETE ON {parent} FOR EACH ROW BEGIN {body} END"
+    )
+    return sa.DDL(ddl).execute_if(dialect="sqlite")
+
+
+for _parent in CASCADE_FAMILIES:
+    # after the whole schema exists (a trigger body names the child tables)
+    sa.event.listen(Base.metadata, "after_create", _cascade_trigger(_parent))
 
 metadata = Base.metadata
