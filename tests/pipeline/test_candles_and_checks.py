@@ -253,3 +253,26 @@ def defs_and_store(env):
         yield make_defs(env["universe"], env["db_url"]), store
     finally:
         store.dispose()
+
+
+def test_a_missing_tail_of_a_day_is_recorded_incomplete_and_blocks(env, defs_and_store) -> None:
+    """A provider that silently stops early (no evidence the exchange has no candles there): the valid
+    candles are kept, the partitions are recorded incomplete, and the blocking gaps check fails at ERROR
+    naming the missing ranges. (Before, holes were only counted between a day's first and last candle,
+    so a missing tail passed.)"""
+    from fake_market import DoctoredMarketData
+
+    defs, store = defs_and_store
+    result = materialize(defs, _full_selection(), tags=_tags(env["universe"], DAY0, 2),
+                         resources={"market_data": DoctoredMarketData(mode="tail")})  # fmt: skip
+    assert not result.success
+    meta = {e.partition: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    bad = meta["2024-03-01|BBB-USDT"]
+    assert bad["complete"].value is False and "2024-03-01 21:00" in bad["missing_ranges"].value
+    assert meta["2024-03-01|AAA-USDT"]["complete"].value is True
+    gaps = next(e for e in result.get_asset_check_evaluations() if e.check_name == "gaps")
+    assert not gaps.passed and gaps.severity == dg.AssetCheckSeverity.ERROR
+    assert "never explained" in gaps.description and "BBB/USDT [2024-03-01 21:00" in gaps.description
+    assert "AAA/USDT" not in gaps.description and "features" not in materialized_keys(result)
+    rows = store.candle_summary("synthetic", "BBB/USDT")
+    assert 0 < rows["rows"] and rows["last"].hour < 21  # the valid candles were kept

@@ -9,13 +9,15 @@ refresh sensor does not launch research runs from that ingestion.
 
 
 from collections.abc import Iterator
+from datetime import date
 
 import dagster as dg
 import pandas as pd
 
+from pipeline.defs.market_data.completeness import partition_gaps
 from pipeline.defs.market_data.outcome import CHECKS, outcome_observation
 from pipeline.defs.market_data.partitions import group_by_symbol, keys_from_tags
-from pipeline.defs.market_data.quality import BAR, gap_stats, jump_times, schema_problem
+from pipeline.defs.market_data.quality import BAR, expected_slots, jump_times, schema_problem
 from pipeline.metadata import fmt_ts, pct
 from pipeline.metadata import table as typed_table
 from pipeline.resources import StoreResource, UniverseResource
@@ -30,21 +32,66 @@ BLOCKING_CHECKS = ("schema", "duplicates", "gaps", "ohlc_sanity")
 
 def _scope(
     context: dg.AssetCheckExecutionContext, partitions_def: dg.MultiPartitionsDefinition, uni: Universe
-) -> tuple[dict[str, tuple[pd.Timestamp, pd.Timestamp]], str]:
-    """{symbol: [start, end)} to check and a one-line description of where it came from."""
+) -> tuple[dict[str, tuple[pd.Timestamp, pd.Timestamp]], dict[str, list[date]], str]:
+    """{symbol: [start, end)} to check, {symbol: partition days}, and where the scope came from."""
     keys = keys_from_tags(partitions_def, context.run.tags)
     if keys:
-        scope = {}
-        for symbol, days in group_by_symbol(keys).items():
-            scope[symbol] = (utc_day_bounds(days[0])[0], utc_day_bounds(days[-1])[1])
-        return scope, f"{len(keys)} partitions of this run"
+        by_symbol = group_by_symbol(keys)
+        scope = {s: (utc_day_bounds(ds[0])[0], utc_day_bounds(ds[-1])[1]) for s, ds in by_symbol.items()}
+        return scope, by_symbol, f"{len(keys)} partitions of this run"
     ref = uni.reference_time()
     start = (ref - pd.Timedelta(days=uni.checks.scope_days)).floor("D")
-    return {s: (start, ref) for s in uni.symbols}, f"last {uni.checks.scope_days} days up to {fmt_ts(ref)}"
+    last = (ref - pd.Timedelta(milliseconds=1)).date()
+    days = [d.date() for d in pd.date_range(start.date(), last, freq="D") if d.date() >= uni.start]
+    return ({s: (start, ref) for s in uni.symbols}, dict.fromkeys(uni.symbols, days),
+            f"last {uni.checks.scope_days} days up to {fmt_ts(ref)}")  # fmt: skip
 
 
 def _table(rows: list[dict], columns: list[str]) -> dg.MetadataValue:
     return typed_table(rows, columns)
+
+
+def _gaps_result(context: dg.AssetCheckExecutionContext, uni: Universe, frames: dict[str, pd.DataFrame],
+                 days: dict[str, list[date]], base: dict) -> dg.AssetCheckResult:  # fmt: skip
+    """Holes over whole partitions (head and tail included): ERROR for any the source never explained or
+    above `max_missing_share` of the checked slots, WARN for holes the source confirmed empty."""
+    ref = uni.reference_time()
+    found = partition_gaps(context.instance, uni, frames, days, ref)
+    rows, unexplained_ranges, worst = [], [], 0.0
+    for g in found:
+        slots = sum(expected_slots(*uni.partition_bounds(d), ref) for d in days[g.symbol] if d not in g.not_ingested)
+        share = g.missing / slots if slots else 0.0
+        worst = max(worst, share)
+        unexplained_ranges += [f"{g.symbol} {h}" for h in g.unexplained]
+        rows.append({"symbol": g.symbol, "rows": len(frames.get(g.symbol, [])), "missing": g.missing,
+                     "unexplained": g.unexplained_slots, "holes": len(g.holes),
+                     "largest gap (min)": max((h.slots * 5 for h in g.holes), default=0), "missing_share": share,
+                     "not ingested": ", ".join(map(str, g.not_ingested)) or "-"})  # fmt: skip
+    missing = sum(g.missing for g in found)
+    too_many = worst > uni.checks.max_missing_share
+    if unexplained_ranges:
+        shown = "; ".join(unexplained_ranges[:8]) + (" ..." if len(unexplained_ranges) > 8 else "")
+        why = f"{len(unexplained_ranges)} missing ranges the source never explained: {shown}"
+    elif too_many:
+        why = f"worst missing share {worst:.2%} > {pct(uni.checks.max_missing_share)}: data unusable"
+    else:
+        why = f"{missing} missing 5m slots, each confirmed empty by the source"
+    not_ingested = sorted({s for g in found for s in [g.symbol] if g.not_ingested})
+    return dg.AssetCheckResult(
+        check_name="gaps",
+        passed=missing == 0 and not not_ingested,
+        severity=ERROR if unexplained_ranges or too_many else WARN,
+        metadata={
+            **base,
+            "missing_slots": dg.MetadataValue.int(missing),
+            "unexplained_ranges": dg.MetadataValue.md("\n".join(f"- {r}" for r in unexplained_ranges[:200]) or "-"),
+            "worst_missing_share": dg.MetadataValue.float(round(worst, 6)),
+            "symbols_without_data": ", ".join(not_ingested) or "-",
+            "by_symbol": _table(rows, ["symbol", "rows", "missing", "unexplained", "holes", "largest gap (min)",
+                                       "missing_share", "not ingested"]),
+        },  # fmt: skip
+        description=why if missing or not not_ingested else f"{len(not_ingested)} symbols have partitions not ingested",
+    )
 
 
 def build_candle_checks(
@@ -92,7 +139,7 @@ def build_candle_checks(
     ) -> Iterator[dg.AssetCheckResult]:
         uni = universe.load()
         db = store.get()
-        scope, scope_text = _scope(context, partitions_def, uni)
+        scope, scope_days, scope_text = _scope(context, partitions_def, uni)
         selected = {k.name for k in context.selected_asset_check_keys}
         frames = {s: db.read_candles(uni.exchange, s, start=a, end=b) for s, (a, b) in sorted(scope.items())}
         total = sum(len(f) for f in frames.values())
@@ -118,31 +165,7 @@ def build_candle_checks(
             )
 
         if "gaps" in selected:
-            rows, worst, missing = [], 0.0, 0
-            for s, df in frames.items():
-                g = gap_stats(df["timestamp"])
-                worst = max(worst, g.missing_share)
-                missing += g.missing
-                rows.append({"symbol": s, "rows": len(df), "missing": g.missing, "holes": g.holes,
-                             "largest gap (min)": g.largest_minutes, "missing_share": g.missing_share})
-            empty = [s for s, df in frames.items() if df.empty]
-            too_many = worst > uni.checks.max_missing_share
-            yield dg.AssetCheckResult(
-                check_name="gaps",
-                passed=missing == 0 and not empty,
-                severity=ERROR if too_many else WARN,
-                metadata={
-                    **base,
-                    "missing_slots": dg.MetadataValue.int(missing),
-                    "worst_missing_share": dg.MetadataValue.float(round(worst, 6)),
-                    "symbols_without_data": ", ".join(empty) or "-",
-                    "by_symbol": _table(rows, ["symbol", "rows", "missing", "holes", "largest gap (min)", "missing_share"]),
-                },
-                description=(
-                    f"worst missing share {worst:.2%} > {pct(uni.checks.max_missing_share)}: data unusable"
-                    if too_many else f"{missing} missing 5m slots inside the checked ranges"
-                ),
-            )
+            yield _gaps_result(context, uni, frames, scope_days, base)
 
         if "ohlc_sanity" in selected:
             rows, jumps_total = [], 0
