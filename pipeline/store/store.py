@@ -326,10 +326,10 @@ def open_store(url: str | None = None) -> Store:
     try:
         store = Store(url)
     except (sa.exc.SQLAlchemyError, ValueError) as exc:
-        raise StoreOpenError(f"cannot open the store {safe_url(raw)}: {describe_db_error(exc)}") from exc
+        raise StoreOpenError(f"cannot open the store {safe_url(raw)}: {describe_db_error(exc, raw)}") from exc
     try:
         store.migrate()
     except sa.exc.SQLAlchemyError as exc:
         store.dispose()
-        raise StoreOpenError(f"cannot open the store {safe_url(store.url)}: {describe_db_error(exc)}") from exc
+        raise StoreOpenError(f"cannot open the store {safe_url(store.url)}: {describe_db_error(exc, store.url)}") from exc
     return store
