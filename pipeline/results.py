@@ -84,11 +84,12 @@ def load_candles(
 
 def strategy_rows() -> list[dict[str, Any]]:
     """Registry rows for `store.sync_strategies`: the engine registry is the source of truth for names,
-    descriptions and parameters; the `active` flag is the operator's, kept in the store."""
+    descriptions and parameter defaults; the `active` flag and the parameter values are the operator's,
+    kept in the store (set them with the `configure_strategy` job or `python -m pipeline.strategies`)."""
     from engine.strategies import list_strategies
 
     return [
-        {"name": i.name, "description": i.description, "parameters": dict(i.parameters)}
+        {"name": i.name, "description": i.description, "defaults": dict(i.parameters)}
         for i in list_strategies()
     ]
 

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 
 from pipeline.store import candles as _candles
 from pipeline.store import rankings as _rankings
-from pipeline.store import registry as _registry
 from pipeline.store import runs as _runs
+from pipeline.store import strategy_table as _registry
 from pipeline.store.engine_url import (
     ENV_VAR,
     SQLITE_BEGIN_OPTION,
@@ -183,6 +183,16 @@ class Store:
         with self._write() as conn:
             _registry.sync_strategies(conn, rows)
 
+    def set_strategy(self, name: str, *, active: bool | None = None, parameters: dict | None = None) -> dict:
+        """Switch a strategy on/off and/or set its parameters (validate them with the engine first)."""
+        with self._write() as conn:
+            return _registry.set_strategy(conn, name, active=active, parameters=parameters)
+
+    def all_strategies(self) -> list[dict]:
+        """Every registry row, active or not, by name."""
+        with self._read() as conn:
+            return _registry.all_strategies(conn)
+
     def active_strategies(self) -> list[dict]:
         """Active registry entries, by name."""
         with self._read() as conn:
@@ -326,7 +336,7 @@ def open_store(url: str | None = None) -> Store:
     try:
         store = Store(url)
     except (sa.exc.SQLAlchemyError, ValueError) as exc:
-        raise StoreOpenError(f"cannot open the store {safe_url(raw)}: {describe_db_error(exc, raw)}") from exc
+        raise StoreOpenError(f"cannot open the store {safe_url(raw)}: {describe_db_error(exc)}") from exc
     try:
         store.migrate()
     except sa.exc.SQLAlchemyError as exc:

@@ -32,6 +32,7 @@ EXPECTED_ASSETS = {
     "strategy_performance",
     "strategy_comparison",
     "backtest_runs",  # the home of every recorded run (one partition each)
+    "strategies",  # the strategy registry page
 }
 
 
@@ -40,7 +41,9 @@ def test_default_definitions_load_and_validate(default_defs: dg.Definitions) -> 
     dg.Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()
     assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} == EXPECTED_ASSETS
-    assert {"ingest_candles", "refresh_research", "adhoc_backtest"} <= {j.name for j in repo.get_all_jobs()}
+    assert {"ingest_candles", "refresh_research", "adhoc_backtest", "configure_strategy"} <= {
+        j.name for j in repo.get_all_jobs()
+    }
     assert [s.name for s in repo.schedule_defs] == ["hourly_ingest"]
     assert {s.name for s in repo.sensor_defs} == {"refresh_after_candles", "backtest_requests"}
     for s in [*repo.schedule_defs, *repo.sensor_defs]:

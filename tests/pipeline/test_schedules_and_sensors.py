@@ -333,5 +333,6 @@ def test_refresh_request_targets_the_research_assets(env) -> None:
     from engine.strategies import list_strategies
 
     per_strategy = {f"backtests/{i.name}" for i in list_strategies()}  # one scheduled backtest each
-    assert keys == {"features", "rankings", *per_strategy, "strategy_performance", "strategy_comparison"}
+    assert keys == {"features", "rankings", *per_strategy, "strategy_performance", "strategy_comparison",
+                    "strategies"}  # fmt: skip
     assert dg.validate_run_config(job, {})
