@@ -25,7 +25,7 @@ PERCENT = frozenset({
     "benchmark_max_drawdown_aggregated", "null_mean_window_return", "null_std", "window_return",
     "benchmark_return", "invested_weight", "return_q05", "cvar_05", "worst_trade", "quantile_spread_mean",
     "cagr", "volatility_annual", "max_drawdown_compounded", "avg_invested_share", "cash_share",
-    "missing_share", "mean_difference",
+    "missing_share", "mean_difference", "atr_pct", "ema_dist", "bb_width", "volume_trend",
 })  # fmt: skip
 COUNTS = frozenset({
     "trade_count", "window_count", "decision_times", "void_trades", "rank_ic_count", "longest_losing_streak",
@@ -84,8 +84,8 @@ def fmt_value(value: Any, column: str = "") -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        if is_percent(column):
-            return f"{value:.2%}"
+        if is_percent(column):  # small per-window returns need the third decimal
+            return f"{value:.3%}" if abs(value) < 0.01 else f"{value:.2%}"
         return f"{value:.1f} bps" if column.endswith("_bps") else f"{value:.4g}"
     text = str(value).replace("|", "/").replace("\n", " ")
     return text if len(text) <= 120 else text[:117] + "..."
@@ -166,7 +166,7 @@ def save_png(fig: Any, path: Any) -> None:
     """Write a matplotlib figure as a PNG file (readable in the UI without zooming) and close it."""
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, format="png", dpi=110)
+    fig.savefig(path, format="png", dpi=100)
     plt.close(fig)
 
 
@@ -195,21 +195,22 @@ def equity_figure(curves: Mapping[str, pd.DataFrame], title: str) -> Any | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    # 480 x 380 px: the UI shows markdown images at their own size, so this fits the asset page column
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(4.8, 3.8), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     for name, df in curves.items():
         x = pd.to_datetime(df["decision_time"], utc=True).dt.tz_localize(None)
         ax1.plot(x, df["equity"] * 100, label=name, linewidth=1.6)
         ax2.fill_between(x, df["drawdown"] * 100, 0, alpha=0.35, label=name, step="post")
-    ax1.set_ylabel("cumulative return (% of capital)", fontsize=11)
-    ax1.set_title(title, fontsize=13)
+    ax1.set_ylabel("cum. return (% of capital)", fontsize=9)
+    ax1.set_title(title, fontsize=10)
     ax1.axhline(0, color="grey", linewidth=0.8)
-    ax1.legend(fontsize=10, loc="upper left")
+    ax1.legend(fontsize=8, loc="upper left")
     ax1.grid(alpha=0.3)
-    ax2.set_ylabel("drawdown (%)", fontsize=11)
-    ax2.set_xlabel("decision time (UTC)", fontsize=11)
+    ax2.set_ylabel("drawdown (%)", fontsize=9)
+    ax2.set_xlabel("decision time (UTC)", fontsize=9)
     ax2.grid(alpha=0.3)
     for ax in (ax1, ax2):
-        ax.tick_params(labelsize=10)
+        ax.tick_params(labelsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
     return fig

@@ -100,10 +100,11 @@ def test_backtests_are_recorded_with_provenance(refreshed, store) -> None:
 
 def test_performance_and_comparison_read_back_the_store(refreshed) -> None:
     perf = _meta(refreshed, "strategy_performance")
-    assert "mean_window_return_ci_low" in cells(perf["statistics"])
+    assert "mean return / window" in cells(perf["statistics"]) and " .. " in cells(perf["statistics"])
     assert any(k.startswith("by_symbol_") for k in perf)
     comp = _meta(refreshed, "strategy_comparison")
     assert "macd_rsi_confluence" in cells(comp["comparison"]) and "momentum_rank" in cells(comp["comparison"])
+    assert "[" in cells(comp["comparison"])  # every value with its interval
     assert comp["equity_plot"].value.startswith("![") and comp["equity_plot"].value.endswith(".png)")
     assert Path(comp["report_file"].value).is_file()  # the engine's side-by-side HTML report
     # the leader is named together with whether its lead is significant (never a bare "best")
@@ -123,8 +124,8 @@ def test_performance_and_comparison_find_scheduled_runs_behind_many_newer_runs(i
         store.record_failed_backtest(strategy=name, kind="scheduled", config={}, universe=[], error="crash")
     result = materialize(ingested["defs"], dg.AssetSelection.assets("strategy_performance", "strategy_comparison"))
     assert result.success
-    perf = records(_meta(result, "strategy_performance")["statistics"])
-    comp = records(_meta(result, "strategy_comparison")["comparison"])
+    perf = records(_meta(result, "strategy_performance")["runs"])
+    comp = records(_meta(result, "strategy_comparison")["runs"])
     for name, run_id in scheduled.items():
         assert {"strategy": name, "run_id": run_id}.items() <= next(r for r in perf if r["strategy"] == name).items()
         assert {"strategy": name, "run_id": run_id}.items() <= next(r for r in comp if r["strategy"] == name).items()

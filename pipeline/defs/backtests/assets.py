@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from pipeline.defs.backtests.runs import publish_run
+from pipeline.defs.backtests.runs import metrics_table, publish_run
 from pipeline.metadata import (
     equity_figure,
     fmt_value,
@@ -40,12 +40,7 @@ GROUP = "backtests"
 SCHEDULED_KIND = "scheduled"
 PERFORMANCE = dg.AssetKey("strategy_performance")
 COMPARISON = dg.AssetKey("strategy_comparison")
-COMPARE_COLUMNS = ("strategy", "run_id", "trade_count", "win_rate", "mean_window_return",
-                   "mean_window_return_ci_low", "mean_window_return_ci_high", "null_p_value")  # fmt: skip
-RISK_COLUMNS = ("strategy", "run_id", "total_return", "max_drawdown_aggregated", "exposure",
-                "benchmark_total_return", "break_even_fee_bps")  # fmt: skip
-STAT_COLUMNS = ("strategy", "run_id", "mean_window_return", "mean_window_return_ci_low", "mean_window_return_ci_high",
-                "null_mean_window_return", "null_p_value", "benchmark_mean_window_return", "rank_ic_mean")  # fmt: skip
+SYMBOL_COLUMNS = ("symbol", "trade_count", "win_rate", "avg_return", "profit_factor")
 
 
 def backtest_key(strategy: str) -> dg.AssetKey:
@@ -97,7 +92,7 @@ def run_scheduled(
     run = run_and_record(db, uni, strategy, cfg, kind=SCHEDULED_KIND, reuse=True, **shared)
     context.log.info(f"{name}: run {run.run_id}{' (reused: same data, config and code)' if run.reused else ''}: "
                      f"{run.period}")  # fmt: skip
-    metadata = publish_run(context, run, f"{name}: walk-forward equity and drawdown (non-compounded sleeves)")
+    metadata = publish_run(context, run, f"{name}: equity and drawdown (non-compounded)")
     return dg.MaterializeResult(asset_key=backtest_key(name), metadata=metadata)
 
 
@@ -125,12 +120,12 @@ def performance(context: Any, db: Any, failed: Mapping[str, str]) -> dg.Material
         stats.append({"strategy": name, "run_id": run_id, **metrics})
         trades = db.backtest_trades(run_id)
         per_symbol = symbol_metrics(trades) if len(trades) else pd.DataFrame()
-        metadata[f"by_symbol_{name}"] = (frame_table(per_symbol, list(per_symbol.columns), limit=200)
+        metadata[f"by_symbol_{name}"] = (frame_table(per_symbol, SYMBOL_COLUMNS, limit=200)
                                          if len(per_symbol) else dg.MetadataValue.text("no trades"))  # fmt: skip
         metadata.update({f"{name}/{k}": v for k, v in numeric_entries(metrics, (
             "win_rate", "avg_return", "mean_window_return", "max_drawdown_aggregated", "trade_count")).items()})
-    metadata["statistics"] = table(stats, STAT_COLUMNS)
-    metadata["trades_and_risk"] = table(stats, RISK_COLUMNS)
+    metadata = {"statistics": metrics_table({r["strategy"]: r for r in stats}),
+                "runs": table(stats, ["strategy", "run_id", "trade_count"]), **metadata}
     if failed:
         metadata["failed_this_refresh"] = dg.MetadataValue.md(
             "\n".join(f"- **{k}**: {v} (its latest successful run is shown)" for k, v in failed.items()))
@@ -168,8 +163,8 @@ def comparison(context: Any, db: Any, run_ids: Sequence[int] = ()) -> dg.Materia
     ranked = best_first(rows)
     metadata: dict[str, Any] = {
         "leader": dg.MetadataValue.md(leader_statement(ranked, windows)),
-        "comparison": table(ranked, COMPARE_COLUMNS),
-        "risk_and_costs": table(ranked, RISK_COLUMNS),
+        "comparison": metrics_table({r["strategy"]: r for r in ranked}),
+        "runs": table(ranked, ["strategy", "run_id", "trade_count"]),
     }
     name = "latest" if not run_ids else "runs-" + "-".join(str(r) for _, r, _ in runs)
     figure = equity_figure(curves, "Strategy comparison: equity and drawdown (non-compounded sleeves)")

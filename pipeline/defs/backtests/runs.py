@@ -35,26 +35,26 @@ backtest_runs = dg.AssetSpec(
 
 #: (metric key, label, interval keys) of the headline table, in reading order
 HEADLINE_ROWS = (
-    ("mean_window_return", "mean return per window", ("mean_window_return_ci_low", "mean_window_return_ci_high")),
-    ("median_window_return", "median return per window",
+    ("mean_window_return", "mean return / window", ("mean_window_return_ci_low", "mean_window_return_ci_high")),
+    ("median_window_return", "median return / window",
      ("median_window_return_ci_low", "median_window_return_ci_high")),
-    ("null_mean_window_return", "random picks: mean per window", None),
-    ("null_p_value", "p-value vs random picks (one-sided)", None),
-    ("benchmark_mean_window_return", "equal-weight benchmark: mean per window", None),
-    ("total_return", "total return (non-compounded sleeves)", None),
-    ("max_drawdown_aggregated", "max drawdown (aggregated curve)", None),
-    ("sharpe", "Sharpe ratio (annualised)", ("sharpe_ci_low", "sharpe_ci_high")),
-    ("deflated_sharpe", "deflated Sharpe (probability)", None),
-    ("win_rate", "win rate (per trade)", ("win_rate_ci_low", "win_rate_ci_high")),
+    ("null_mean_window_return", "random picks / window", None),
+    ("null_p_value", "p vs random picks", None),
+    ("benchmark_mean_window_return", "benchmark / window", None),
+    ("total_return", "total return", None),
+    ("max_drawdown_aggregated", "max drawdown", None),
+    ("sharpe", "Sharpe (annualised)", ("sharpe_ci_low", "sharpe_ci_high")),
+    ("deflated_sharpe", "deflated Sharpe (prob.)", None),
+    ("win_rate", "win rate / trade", ("win_rate_ci_low", "win_rate_ci_high")),
     ("profit_factor", "profit factor", ("profit_factor_ci_low", "profit_factor_ci_high")),
     ("trade_count", "completed trades", None),
-    ("coverage", "coverage (decision times with a trade)", None),
-    ("break_even_fee_bps", "break-even fee per side", None),
+    ("coverage", "coverage", None),
+    ("break_even_fee_bps", "break-even fee / side", None),
 )  # fmt: skip
 NUMERIC = ("mean_window_return", "mean_window_return_ci_low", "mean_window_return_ci_high", "win_rate",
            "trade_count", "total_return", "max_drawdown_aggregated", "null_p_value", "sharpe",
            "break_even_fee_bps")  # fmt: skip
-TRADE_PREVIEW = ("decision_time", "symbol", "entry_price", "exit_price", "return_pct", "weight")
+TRADE_PREVIEW = ("decision_time", "symbol", "return_pct", "max_drawdown", "weight")
 
 
 def run_partition_key(run: RecordedRun) -> str:
@@ -62,17 +62,31 @@ def run_partition_key(run: RecordedRun) -> str:
     return f"{run.run_id:06d}-{run.strategy}-{run.kind}"
 
 
-def headline_table(metrics: dict[str, Any]) -> dg.TableMetadataValue:
-    """A narrow vertical table: metric, value with its unit, interval (fits the asset page)."""
+def metrics_table(runs: dict[str, dict[str, Any]], value_label: str = "value") -> dg.TableMetadataValue:
+    """A narrow vertical table: one row per headline metric, one column per run ("value [interval]"), units
+    in the values (fits the asset page; a single run gets a separate interval column)."""
+    single = len(runs) == 1
     rows = []
     for key, text, interval in HEADLINE_ROWS:
-        if key not in metrics:
+        if not any(key in m for m in runs.values()):
             continue
-        ci = "-"
-        if interval and metrics.get(interval[0]) is not None:
-            ci = f"{fmt_value(metrics.get(interval[0]), key)} .. {fmt_value(metrics.get(interval[1]), key)}"
-        rows.append({"metric": text, "value": fmt_value(metrics.get(key), key), "95% interval": ci})
-    return table(rows, ["metric", "value", "95% interval"])
+        row: dict[str, Any] = {"metric": text}
+        for label, m in runs.items():
+            value = fmt_value(m.get(key), key)
+            ci = "-"
+            if interval and m.get(interval[0]) is not None:
+                ci = f"{fmt_value(m.get(interval[0]), key)} .. {fmt_value(m.get(interval[1]), key)}"
+            if single:
+                row.update({value_label: value, "95% interval": ci})
+            else:
+                row[label] = value if ci == "-" else f"{value} [{ci}]"
+        rows.append(row)
+    columns = ["metric", value_label, "95% interval"] if single else ["metric", *runs]
+    return table(rows, columns)
+
+
+def headline_table(metrics: dict[str, Any]) -> dg.TableMetadataValue:
+    return metrics_table({"run": metrics})
 
 
 def verdict_text(result: Any, metrics: dict[str, Any]) -> str:

@@ -34,8 +34,8 @@ FEATURES = dg.AssetKey("features")
 RANKINGS = dg.AssetKey("rankings")
 FEATURE_PREVIEW = ("symbol", "bars_seen", "close", "rsi", "macd_hist", "macd_hist_slope", "ema_dist",
                    "trend_slope", "atr_pct", "volume_z", "quote_volume_24h")  # fmt: skip
-RANKING_PREVIEW = ("rank", "symbol", "score", "eligible", "candidate", "selected", "weight", "reasons")
-RISK_GATE_FEATURES = ("bars_seen", "atr_pct", "quote_volume_24h")
+RANKING_PREVIEW = ("rank", "symbol", "score", "weight", "reasons")
+RISK_GATE_FEATURES = ("atr_pct", "quote_volume_24h")
 
 
 def research_specs() -> list[dg.AssetSpec]:
@@ -115,7 +115,7 @@ def _rankings_result(context: Any, db: Any, strategies: list[Any], rankings: dic
     return dg.MaterializeResult(
         asset_key=RANKINGS,
         metadata={
-            "picks": table(picks, ["strategy", "decision_time", "eligible", "selected", "snapshot_id"]),
+            "picks": table(picks, ["strategy", "eligible", "selected", "snapshot_id"]),
             "decision_time": fmt_ts(picks[0]["decision_time"]) if picks else "-",
             "hold_hours": dg.MetadataValue.float(float(cfg.window_hours)),
             **meta,
