@@ -92,14 +92,22 @@ def test_integer_timestamps_in_any_unit(divisor):
     pd.testing.assert_frame_equal(got.trades, expected.trades)
 
 
-def test_exposure_counts_idle_time_between_non_overlapping_windows():
+@pytest.mark.parametrize(("window", "shift"), [(2, 4), (3, 2), (4, 3)])
+def test_windows_that_are_not_whole_multiples_of_the_shift_are_refused(window, shift):
+    # Issue 8 changed this: a shift longer than the window used to run with one sleeve and idle capital
+    # between windows (the old test checked that exposure). The sleeve arithmetic (SPEC section 10: capital
+    # in window/shift sleeves, the window a whole multiple of the shift) cannot represent it, nor 3h/2h,
+    # which committed 133% of capital while two windows overlapped; all are refused with a clear message.
+    with pytest.raises(ValueError, match="whole multiple of shift_hours"):
+        WalkForwardConfig(window_hours=window, shift_hours=shift)
+
+
+def test_non_overlapping_windows_are_one_sleeve_fully_in_the_market():
     universe = load_universe()
-    cfg = WalkForwardConfig(window_hours=2, shift_hours=4)
-    result = run_walk_forward(universe, get_strategy("momentum_rank"), cfg)
+    result = run_walk_forward(universe, get_strategy("momentum_rank"), WalkForwardConfig(window_hours=2, shift_hours=2))
     invested = result.windows["invested_weight"].mean()
-    # each 2h window is followed by 2h in cash: half the time in the market
-    assert result.metrics["exposure"] == pytest.approx(invested * 0.5)
-    # a window's full return counts once (one sleeve), not shift/window = 2 times
+    assert result.metrics["exposure"] == pytest.approx(invested)
+    # one sleeve: each window's full return moves the curve
     assert result.windows["contribution"].tolist() == pytest.approx(result.windows["window_return"].tolist())
 
 

@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from engine.backtest import config_checks as checks
 from engine.portfolio import check_capital
 from engine.sizing import check_sizing
-from engine.timeframes import hours_ms, timeframe_ms, to_utc
+from engine.timeframes import hours_ms, timeframe_ms
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class WalkForwardConfig:
     bootstrap_samples: int = 1000
     confidence: float = 0.95
     seed: int = 0
-    cost_levels_bps: tuple[float, ...] = field(default=(0.0, 5.0, 10.0, 20.0, 50.0))
+    cost_levels_bps: tuple[float, ...] = field(default=(0.0, 10.0, 20.0, 30.0))
     # portfolio mode (docs/portfolio.md): sizing rule, per-position cap, compounding sleeves
     sizing: str = "equal"
     max_weight: float | None = None
@@ -44,34 +45,27 @@ class WalkForwardConfig:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        if self.start is not None:
-            set_(self, "start", to_utc(self.start, "WalkForwardConfig.start"))
-        if self.end is not None:
-            set_(self, "end", to_utc(self.end, "WalkForwardConfig.end"))
+        set_(self, "start", checks.time_or_none("start", self.start))
+        set_(self, "end", checks.time_or_none("end", self.end))
         if self.start is not None and self.end is not None and self.end <= self.start:
             raise ValueError(f"WalkForwardConfig: end ({self.end}) must be after start ({self.start})")
-        self.window_ms  # noqa: B018 - validates
-        self.shift_ms  # noqa: B018
-        self.timeframe_ms  # noqa: B018
+        checks.window_and_shift(self.window_hours, self.shift_hours)
+        set_(self, "feature_timeframe", checks.timeframe(self.feature_timeframe))
+        self.timeframe_ms  # noqa: B018 - validates
         for name in ("fee_bps", "slippage_bps"):
-            value = float(getattr(self, name))
-            if not np.isfinite(value) or value < 0:
-                raise ValueError(f"WalkForwardConfig.{name} must be >= 0 (got {getattr(self, name)!r})")
-            set_(self, name, value)
+            set_(self, name, checks.number(name, getattr(self, name), high=10_000))
         if self.cost_per_side >= 1:
             raise ValueError("WalkForwardConfig: fee_bps + slippage_bps must be below 10,000 (100%)")
-        if isinstance(self.max_positions, bool) or int(self.max_positions) != self.max_positions or self.max_positions < 1:
-            raise ValueError(f"WalkForwardConfig.max_positions must be an integer >= 1 (got {self.max_positions!r})")
-        set_(self, "max_positions", int(self.max_positions))
+        set_(self, "max_positions", checks.integer("max_positions", self.max_positions, low=1))
         if self.warmup_bars is not None:
-            if int(self.warmup_bars) != self.warmup_bars or self.warmup_bars < 1:
-                raise ValueError(f"WalkForwardConfig.warmup_bars must be an integer >= 1 (got {self.warmup_bars!r})")
-            set_(self, "warmup_bars", int(self.warmup_bars))
-        if not 0 < self.confidence < 1:
+            set_(self, "warmup_bars", checks.integer("warmup_bars", self.warmup_bars, low=1))
+        set_(self, "confidence", checks.number("confidence", self.confidence, high=1, low_open=True))
+        if self.confidence >= 1:
             raise ValueError(f"WalkForwardConfig.confidence must be in (0, 1) (got {self.confidence!r})")
-        if int(self.bootstrap_samples) < 0:
-            raise ValueError("WalkForwardConfig.bootstrap_samples must be >= 0")
-        set_(self, "cost_levels_bps", tuple(float(c) for c in self.cost_levels_bps))
+        set_(self, "bootstrap_samples", checks.integer("bootstrap_samples", self.bootstrap_samples, low=0,
+                                                       high=checks.MAX_BOOTSTRAP_SAMPLES))
+        set_(self, "seed", checks.integer("seed", self.seed, low=0, high=2**63 - 1))
+        set_(self, "cost_levels_bps", checks.cost_levels(self.cost_levels_bps, self.slippage_bps))
         self._check_portfolio_fields()
 
     def _check_portfolio_fields(self) -> None:
@@ -104,12 +98,12 @@ class WalkForwardConfig:
 
     @property
     def sleeve_factor(self) -> float:
-        """Share of capital per window: `shift/window` overlapping sleeves (1 when windows don't overlap)."""
+        """Share of capital per window: capital is split into `window/shift` overlapping sleeves."""
         return min(1.0, self.shift_ms / self.window_ms)
 
     @property
     def time_in_market(self) -> float:
-        """Share of time a sleeve's window is open: 1 unless shift > window (gaps between windows)."""
+        """Share of time a sleeve's window is open: 1, since the window is a whole multiple of the shift."""
         return min(1.0, self.window_ms / self.shift_ms)
 
     def decision_times(self, data_start_ms: int, data_end_ms: int) -> np.ndarray:

@@ -24,15 +24,7 @@ from engine.features import default_warmup_bars
 from engine.metrics import curve_metrics, equity_curve, symbol_metrics, trade_metrics
 from engine.portfolio import portfolio_curve
 from engine.risk import Allocator
-from engine.stats import (
-    block_bootstrap_ci,
-    block_length,
-    cost_sensitivity,
-    net_return,
-    null_baseline,
-    one_sided_p,
-    rank_ic,
-)
+from engine.stats import RunStatistics, net_return, run_statistics
 from engine.strategies.base import TradingStrategy
 from engine.timeframes import BASE_MS, ms_index
 
@@ -64,6 +56,9 @@ class WalkForwardResult:
     panel: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     #: capital curve by decision time: total_equity, sleeve_<j>, drawdown, cash_share, marked_at
     equity: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: one row per UTC month (engine.stats.summary.MONTHLY_COLUMNS) and the rank IC per decision time
+    monthly: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rank_ic: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def summary(self) -> str:
         keys = ("trade_count", "coverage", "win_rate", "avg_return", "profit_factor",
@@ -109,7 +104,8 @@ def run_walk_forward(
 
     trades = _trades(evaluated, feature_cols)
     windows = _windows(evaluated, decision_ms, cfg)
-    metrics, costs = _metrics(trades, windows, evaluated, decision_ms, cfg, strategy)
+    metrics, stats = _metrics(trades, windows, evaluated, decision_ms, cfg, strategy)
+    windows["null_mean_return"], windows["null_std_return"] = stats.null_mean_return, stats.null_std_return
     equity, equity_metrics = portfolio_curve(windows, decision_ms, cfg)
     metrics.update(equity_metrics)
     return WalkForwardResult(
@@ -120,9 +116,11 @@ def run_walk_forward(
         windows=windows,
         metrics=metrics,
         symbol_metrics=symbol_metrics(trades),
-        cost_sensitivity=costs,
+        cost_sensitivity=stats.cost_sensitivity,
         panel=evaluated,
         equity=equity,
+        monthly=stats.monthly,
+        rank_ic=stats.rank_ic,
     )
 
 
@@ -216,37 +214,14 @@ def _selected_names(ev: pd.DataFrame, sel: np.ndarray, decision_ms: np.ndarray) 
     return names
 
 
-def _metrics(trades, windows, ev, decision_ms: np.ndarray, cfg: WalkForwardConfig, strategy: TradingStrategy):
+def _metrics(
+    trades, windows, ev, decision_ms: np.ndarray, cfg: WalkForwardConfig, strategy: TradingStrategy
+) -> tuple[dict[str, Any], RunStatistics]:
     done = trades.loc[~trades["void"]]
     m: dict[str, Any] = {"strategy": strategy.name, "decision_times": len(windows)}
     m.update(trade_metrics(done["return_pct"].to_numpy(), done["max_drawdown"].to_numpy()))
     m["void_trades"] = int(trades["void"].sum())
     m.update(curve_metrics(windows, cfg.shift_hours, cfg.sleeve_factor, cfg.time_in_market))
-
-    wr = windows["window_return"].to_numpy()
-    overlap = int(np.ceil(cfg.window_ms / cfg.shift_ms))
-    block = block_length(len(wr), overlap)
-    low, high = block_bootstrap_ci(wr, samples=int(cfg.bootstrap_samples), block=block,
-                                   confidence=cfg.confidence, seed=cfg.seed)
-    m.update({"mean_window_return_ci_low": low, "mean_window_return_ci_high": high, "bootstrap_block": block})
-
-    bench = windows["benchmark_return"].fillna(0.0).to_numpy()
-    _, bench_equity, bench_dd = equity_curve(bench, cfg.sleeve_factor)
-    any_eligible = bool((windows["n_eligible"] > 0).any())
-    m["benchmark_mean_window_return"] = float(bench.mean()) if any_eligible else None
-    m["benchmark_total_return"] = float(bench_equity[-1]) if any_eligible else None
-    m["benchmark_max_drawdown_aggregated"] = float(min(0.0, bench_dd.min())) if any_eligible else None
-
-    times = ev["decision_ms"].to_numpy()
-    void = ev["void"].to_numpy(dtype=bool)
-    outcome = np.where(void, 0.0, ev["return_pct"].to_numpy())
-    null = null_baseline(times, outcome, decision_ms, windows["n_selected"].to_numpy())
-    m.update(null)
-    m["null_p_value"] = one_sided_p(m.get("mean_window_return"), null["null_mean_window_return"], null["null_std"])
-    m.update(rank_ic(times, ev["score"].to_numpy(), np.where(void, np.nan, ev["return_pct"].to_numpy())))
-
-    costs, break_even = cost_sensitivity(trades, len(windows), cfg.cost_levels_bps, cfg.slippage_bps, cfg.sleeve_factor)
-    m["break_even_fee_bps"] = break_even
-    for row in costs.itertuples(index=False):
-        m[f"mean_window_return_at_{row.cost_bps_per_side:g}bps"] = row.mean_window_return
-    return m, costs
+    stats = run_statistics(trades, windows, ev, decision_ms, cfg)
+    m.update(stats.metrics)
+    return m, stats
