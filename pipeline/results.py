@@ -165,6 +165,34 @@ def require_decisions(result: Any, candles: Mapping[str, pd.DataFrame]) -> None:
                         f"has {data_span(candles)}")  # fmt: skip
 
 
+#: config keys that change the period or the statistics, not the configuration being tried
+NOT_A_TRIAL = frozenset({"start", "end", "seed", "bootstrap_samples", "confidence", "cost_levels_bps", "request"})
+
+
+def _trial(config: Mapping[str, Any]) -> str:
+    return json.dumps({k: v for k, v in config.items() if k not in NOT_A_TRIAL}, sort_keys=True, default=str)
+
+
+def trials_tried(db: Any, strategy: str, universe: Sequence[str], config: Mapping[str, Any]) -> int:
+    """How many distinct configurations of `strategy` were tried on this universe (the store's successful
+    runs of any kind, sweeps included, plus this one): the `n_trials` of the deflated Sharpe."""
+    runs = db.list_backtests(strategy=strategy, status="success", limit=100_000)
+    wanted = sorted(universe)
+    seen = {_trial(r.config or {}) for r in runs.itertuples(index=False) if sorted(r.universe or []) == wanted}
+    seen.add(_trial(config))
+    return len(seen)
+
+
+def deflated_sharpe_metrics(result: Any, n_trials: int) -> dict[str, Any]:
+    """The run's deflated Sharpe given the configurations tried (on the sleeve contributions the `sharpe`
+    metric uses, annualised the same way)."""
+    from engine.stats import deflated_sharpe, periods_per_year
+
+    dsr = deflated_sharpe(result.windows["contribution"].to_numpy(), n_trials,
+                          periods_per_year=periods_per_year(result.config.shift_hours))  # fmt: skip
+    return {"deflated_sharpe": dsr.probability, "deflated_sharpe_threshold": dsr.threshold, "n_trials": n_trials}
+
+
 def _reusable(db: Any, strategy: str, kind: str, fingerprint: str, config: dict[str, Any]) -> int | None:
     """The id of an earlier successful run with the same data, code version and config, if any."""
     runs = db.list_backtests(strategy=strategy, kind=kind, status="success", data_fingerprint=fingerprint,
@@ -233,6 +261,7 @@ def run_and_record(
         raise fail(str(exc)) from exc
     except Exception as exc:  # a bug in a strategy: recorded and reported like any failed run
         raise fail(f"{type(exc).__name__} in strategy {strategy.name!r}: {exc}") from exc
+    result.metrics.update(deflated_sharpe_metrics(result, trials_tried(db, strategy.name, sorted(candles), config)))
     run_id = db.record_backtest(
         strategy=strategy.name, kind=kind, config=config, universe=sorted(candles),
         data_fingerprint=fingerprint, code_version=code_version(), trades=result.trades,

@@ -254,6 +254,11 @@ def test_an_unchanged_refresh_reuses_the_stored_runs(ingested, refreshed, store)
         run_config={"ops": {"research_refresh": {"config": {"fee_bps": 3}}}, **QUIET}
     )
     assert other.success and set(_run_ids(other).values()).isdisjoint(before.values())
+    # the deflated Sharpe counts the configurations tried for the strategy and universe (the store knows)
+    for name, run_id in _run_ids(other).items():
+        metrics = store.backtest_metrics(run_id)
+        assert metrics["n_trials"] == 2 and metrics["deflated_sharpe"] is not None, name
+        assert store.backtest_metrics(before[name])["n_trials"] == 1
 
 
 def test_one_strategy_failing_does_not_stop_the_others(ingested, store, monkeypatch) -> None:

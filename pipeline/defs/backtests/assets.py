@@ -162,7 +162,7 @@ def comparison(context: Any, db: Any, run_ids: Sequence[int] = ()) -> dg.Materia
         curves[label] = curve_from_windows(w, stored_walk_forward_config(run["config"]).sleeve_factor)
     ranked = best_first(rows)
     metadata: dict[str, Any] = {
-        "leader": dg.MetadataValue.md(leader_statement(ranked, windows)),
+        "leader": dg.MetadataValue.md(leader_statement(ranked, windows, _overlap(runs))),
         "comparison": metrics_table({r["strategy"]: r for r in ranked}),
         "runs": table(ranked, ["strategy", "run_id", "trade_count"]),
     }
@@ -183,6 +183,12 @@ def comparison(context: Any, db: Any, run_ids: Sequence[int] = ()) -> dg.Materia
     return dg.MaterializeResult(asset_key=COMPARISON, metadata=metadata)
 
 
+def _overlap(runs: list[tuple[str, int, dict[str, Any]]]) -> int:
+    """window/shift of the compared runs (the autocorrelation the paired bootstrap must respect)."""
+    cfgs = [stored_walk_forward_config(run["config"]) for _, _, run in runs]
+    return max(int(round(c.window_hours / c.shift_hours)) for c in cfgs)
+
+
 def _url(path: Any) -> str:
     return f"{reports_url()}/{path.relative_to(reports_dir()).as_posix()}"
 
@@ -200,13 +206,11 @@ def _comparison_report(name: str, runs: list[tuple[str, int, dict[str, Any]]]) -
     return write_comparison(results, comparison_file(name))
 
 
-def leader_statement(ranked: list[dict], windows: Mapping[str, pd.DataFrame]) -> str:
+def leader_statement(ranked: list[dict], windows: Mapping[str, pd.DataFrame], overlap: int = 2) -> str:
     """Who has the highest mean window return, and whether that lead over each other run is significant
-    (paired block bootstrap over the decision times both runs share)."""
-    try:  # TODO(merge): engine.stats.compare_window_returns lands with the statistics branch
-        from engine.stats import compare_window_returns
-    except ImportError:
-        compare_window_returns = None
+    (paired block bootstrap over the decision times both runs share, one-sided at 5%)."""
+    from engine.stats import compare_window_returns
+
     top = ranked[0]
     if top.get("mean_window_return") is None:
         return "No run has traded windows: nothing to compare."
@@ -214,20 +218,16 @@ def leader_statement(ranked: list[dict], windows: Mapping[str, pd.DataFrame]) ->
              f"({fmt_value(top['mean_window_return'], 'mean_window_return')} per window)."]  # fmt: skip
     base = windows[top["strategy"]].set_index("decision_time")["window_return"]
     for other in ranked[1:]:
-        joined = pd.concat([base, windows[other["strategy"]].set_index("decision_time")["window_return"]],
-                           axis=1, join="inner").dropna()  # fmt: skip
-        if compare_window_returns is None:
-            lines.append(f"- versus {other['strategy']}: significance test not available.")
+        test = compare_window_returns(base, windows[other["strategy"]].set_index("decision_time")["window_return"],
+                                      overlap=overlap)  # fmt: skip
+        if test.n_windows < 10 or test.p_value_greater is None:
+            lines.append(f"- versus {other['strategy']}: too few shared decision times ({test.n_windows}) to test.")
             continue
-        if len(joined) < 10:
-            lines.append(f"- versus {other['strategy']}: too few shared decision times ({len(joined)}) to test.")
-            continue
-        test = compare_window_returns(joined.iloc[:, 0].to_numpy(), joined.iloc[:, 1].to_numpy())
-        verdict = "significant" if test["p_value"] < 0.05 else "NOT significant"
+        verdict = "significant" if test.p_value_greater < 0.05 else "NOT significant"
         lines.append(
-            f"- versus {other['strategy']}: difference {fmt_value(test['mean_difference'], 'mean_difference')} per "
-            f"window (95% interval {fmt_value(test['ci_low'], 'mean_difference')} .. "
-            f"{fmt_value(test['ci_high'], 'mean_difference')}, p = {test['p_value']:.3f}, "
-            f"{len(joined)} shared decision times): **{verdict}** at 5%."
+            f"- versus {other['strategy']}: difference {fmt_value(test.mean_difference, 'mean_difference')} per "
+            f"window (95% interval {fmt_value(test.ci_low, 'mean_difference')} .. "
+            f"{fmt_value(test.ci_high, 'mean_difference')}, one-sided p = {test.p_value_greater:.3f}, "
+            f"{test.n_windows} shared decision times): the lead is **{verdict}** at 5%."
         )
     return "\n".join(lines)
