@@ -287,3 +287,37 @@ def test_one_strategy_failing_does_not_stop_the_others(ingested, store, monkeypa
     latest = store.list_backtests(strategy="broken_strategy", limit=1).iloc[0]
     assert latest["status"] == "failed" and "division by zero in my new idea" in latest["error"]
     assert "broken_strategy" in _meta(result, "strategy_performance")["failed_this_refresh"].value
+
+
+def test_portfolio_mode_from_the_launchpad_is_recorded_and_compared(ingested, store) -> None:
+    """Ad-hoc runs accept the portfolio fields (typed), the store records them with the run, and the
+    comparison shows the sizing and the compounded figures side by side."""
+    job = ingested["defs"].resolve_job_def("adhoc_backtest")
+    plain = job.execute_in_process(run_config={**request_run_config(BacktestRequest(
+        strategy="momentum_rank")).to_config_dict(), **QUIET})  # fmt: skip
+    req = BacktestRequest(strategy="momentum_rank", sizing="inverse_volatility", max_weight=0.5, compounding=True,
+                          initial_capital=1000.0)  # fmt: skip
+    assert dg.validate_run_config(adhoc_backtest, request_run_config(req))
+    sized = job.execute_in_process(run_config={**request_run_config(req).to_config_dict(), **QUIET})
+    assert plain.success and sized.success
+    run_id = sized.output_for_node("run_backtest")
+    config = store.backtest_run(run_id)["config"]
+    assert (config["sizing"], config["max_weight"], config["compounding"], config["initial_capital"]) == (
+        "inverse_volatility", 0.5, True, 1000.0)
+    metrics = store.backtest_metrics(run_id)
+    assert metrics["final_equity"] > 0 and metrics["cagr"] is not None
+    headline = {r["metric"]: r["value"] for r in records(_output_meta(sized)["headline"])}
+    assert headline["sizing (portfolio mode)"] == "inverse_volatility, cap 50%, compounding"
+    assert "CAGR (compounded)" in headline
+    compare = materialize(ingested["defs"], dg.AssetSelection.assets("strategy_comparison"), run_config={
+        "ops": {"research_refresh": {"config": {"compare_run_ids": [plain.output_for_node("run_backtest"), run_id]}}}})
+    assert compare.success
+    table = records(_meta(compare, "strategy_comparison")["comparison"])
+    sizing = next(r for r in table if r["metric"] == "sizing (portfolio mode)")
+    assert sorted(v for k, v in sizing.items() if k != "metric") == [
+        "equal, not compounded", "inverse_volatility, cap 50%, compounding"]
+
+
+def _output_meta(result: dg.ExecuteInProcessResult) -> dict:
+    [event] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    return event.event_specific_data.metadata

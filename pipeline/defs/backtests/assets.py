@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from pipeline.defs.backtests.runs import metrics_table, publish_run
+from pipeline.defs.backtests.runs import metrics_table, portfolio_settings, publish_run
 from pipeline.metadata import (
     equity_figure,
     fmt_value,
@@ -156,10 +156,11 @@ def comparison(context: Any, db: Any, run_ids: Sequence[int] = ()) -> dg.Materia
     rows, curves, windows = [], {}, {}
     for name, run_id, run in runs:
         label = name if not run_ids else f"{name} #{run_id}"
-        rows.append({"strategy": label, "run_id": run_id, **db.backtest_metrics(run_id)})
+        cfg = stored_walk_forward_config(run["config"])
+        rows.append({"strategy": label, "run_id": run_id, **db.backtest_metrics(run_id), **portfolio_settings(cfg)})
         w = db.backtest_windows(run_id)
         windows[label] = w
-        curves[label] = curve_from_windows(w, stored_walk_forward_config(run["config"]).sleeve_factor)
+        curves[label] = curve_from_windows(w, cfg.sleeve_factor)
     ranked = best_first(rows)
     metadata: dict[str, Any] = {
         "leader": dg.MetadataValue.md(leader_statement(ranked, windows, _overlap(runs))),

@@ -46,6 +46,13 @@ class BacktestRequest(dg.Config):
     max_positions: int = Field(default=3, description="Symbols held per window (equal weights).")
     feature_timeframe: str = Field(default="1h", description="Bar size of the features.")
     warmup_bars: int = Field(default=0, description="Closed feature bars needed; 0 = engine default.")
+    sizing: str = Field(default="equal", description="Position sizing: equal | inverse_volatility | fixed_fraction.")
+    max_weight: float | None = Field(default=None, description="Cap per position, share of a sleeve in (0, 1]; "
+                                     "the excess stays in cash. Empty = no cap.")
+    position_fraction: float | None = Field(default=None, description="fixed_fraction: share of a sleeve per "
+                                            "position (times max_positions at most 1).")
+    compounding: bool = Field(default=False, description="Portfolio mode: each sleeve reinvests its equity.")
+    initial_capital: float = Field(default=1.0, description="Starting capital (portfolio mode curve).")
     request_key: str = Field(default="", description="Set by the requests sensor: recorded once per key.")
 
 
@@ -63,4 +70,9 @@ def engine_config(req: BacktestRequest) -> Any:
         feature_timeframe=req.feature_timeframe,
         max_positions=req.max_positions,
         warmup_bars=req.warmup_bars or None,
+        sizing=req.sizing,
+        max_weight=req.max_weight,
+        position_fraction=req.position_fraction,
+        compounding=req.compounding,
+        initial_capital=req.initial_capital,
     )

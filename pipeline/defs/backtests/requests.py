@@ -23,7 +23,8 @@ REQUESTS_ENV = "CRYPTO4H_REQUESTS_DIR"
 DEFAULT_REQUESTS_DIR = REPO_ROOT / "data" / "requests"
 #: fields the engine checks one by one (so that every bad one is reported, not only the first)
 ENGINE_FIELDS = ("start", "end", "window_hours", "shift_hours", "fee_bps", "slippage_bps", "max_positions",
-                 "feature_timeframe", "warmup_bars")  # fmt: skip
+                 "feature_timeframe", "warmup_bars", "sizing", "max_weight", "position_fraction", "compounding",
+                 "initial_capital")  # fmt: skip
 ENGINE_ERRORS = (ValueError, TypeError, OverflowError)
 
 

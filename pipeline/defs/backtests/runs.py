@@ -50,11 +50,27 @@ HEADLINE_ROWS = (
     ("trade_count", "completed trades", None),
     ("coverage", "coverage", None),
     ("break_even_fee_bps", "break-even fee / side", None),
+    ("sizing", "sizing (portfolio mode)", None),
+    ("cagr", "CAGR (compounded)", None),
+    ("max_drawdown_compounded", "max drawdown (compounded)", None),
+    ("final_equity", "final equity", None),
+    ("avg_invested_share", "average invested share", None),
 )  # fmt: skip
+#: rows shown only for runs in portfolio mode (compounding on)
+COMPOUNDED = frozenset({"cagr", "max_drawdown_compounded", "final_equity", "avg_invested_share"})
 NUMERIC = ("mean_window_return", "mean_window_return_ci_low", "mean_window_return_ci_high", "win_rate",
            "trade_count", "total_return", "max_drawdown_aggregated", "null_p_value", "sharpe",
            "break_even_fee_bps")  # fmt: skip
 TRADE_PREVIEW = ("decision_time", "symbol", "return_pct", "max_drawdown", "weight")
+
+
+def portfolio_settings(cfg: Any) -> dict[str, Any]:
+    """How capital was sized and whether it compounded, as table cells (from a WalkForwardConfig)."""
+    sizing = cfg.sizing + (f", cap {cfg.max_weight:.0%}" if cfg.max_weight else "")
+    if cfg.position_fraction:
+        sizing += f", {cfg.position_fraction:.0%} per position"
+    return {"sizing": sizing + (", compounding" if cfg.compounding else ", not compounded"),
+            "compounding": bool(cfg.compounding)}
 
 
 def run_partition_key(run: RecordedRun) -> str:
@@ -67,8 +83,9 @@ def metrics_table(runs: dict[str, dict[str, Any]], value_label: str = "value") -
     in the values (fits the asset page; a single run gets a separate interval column)."""
     single = len(runs) == 1
     rows = []
+    compounding = any(m.get("compounding") for m in runs.values())
     for key, text, interval in HEADLINE_ROWS:
-        if not any(key in m for m in runs.values()):
+        if not any(key in m for m in runs.values()) or (key in COMPOUNDED and not compounding):
             continue
         row: dict[str, Any] = {"metric": text}
         for label, m in runs.items():
@@ -116,7 +133,7 @@ def _files(run: RecordedRun, title: str) -> tuple[RunFiles | None, Any]:
 
 def run_metadata(run: RecordedRun, files: RunFiles | None, result: Any) -> dict[str, Any]:
     """The metadata of one recorded run (its home partition, the per-strategy asset, the ad-hoc op)."""
-    m = {**run.metrics, "run_id": run.run_id, "kind": run.kind}
+    m = {**run.metrics, **portfolio_settings(run.config), "run_id": run.run_id, "kind": run.kind}
     out: dict[str, Any] = {
         "verdict": dg.MetadataValue.md(verdict_text(result, m)),
         "headline": headline_table(m),
