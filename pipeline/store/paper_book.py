@@ -79,11 +79,13 @@ class PaperBook:
                 decision_id = _paper.insert_decision(conn, row, trades)
                 self._extend(conn, row["exchange"], read, seen_at)
                 return decision_id
-        except sa.exc.IntegrityError as exc:
-            raise PaperAlreadyRecorded(
-                f"{row['strategy']} @ {pd.Timestamp(int(row['decision_time']), unit='ms', tz='UTC')} was recorded "
-                "by a concurrent tick"
-            ) from exc
+        except sa.exc.IntegrityError as exc:  # lost the race for the unique key, or a genuinely bad row
+            if int(row["decision_time"]) in self.recorded_times().get(row["strategy"], []):
+                raise PaperAlreadyRecorded(
+                    f"{row['strategy']} @ {pd.Timestamp(int(row['decision_time']), unit='ms', tz='UTC')} was "
+                    "recorded by a concurrent tick"
+                ) from exc
+            raise
 
     def settle_decision(
         self,

@@ -39,13 +39,14 @@ class PaperSim:
         self.landed = FIRST
         self._defs: dg.Definitions | None = None
 
-    def land(self, until: str | pd.Timestamp) -> None:
+    def land(self, until: str | pd.Timestamp, symbols: list[str] | None = None) -> None:
         """Store every candle closed by `until` (what the hourly ingestion holds at that time)."""
         until = pd.Timestamp(until)
-        start = min(self.landed, until) - pd.Timedelta(hours=1)
-        frames = {s: self.market.fetch_ohlcv(s, max(start, FIRST), until, now=until) for s in self.uni.symbols}
+        start = max(FIRST, min(self.landed, until) - pd.Timedelta(hours=2))
+        frames = {s: self.market.fetch_ohlcv(s, start, until, now=until) for s in symbols or self.uni.symbols}
         self.db.upsert_candles_many(frames, exchange=self.uni.exchange, source="synthetic:synthetic", synthetic=True)
-        self.landed = max(self.landed, until)
+        if symbols is None:
+            self.landed = max(self.landed, until)
 
     def config(self, as_of: str | pd.Timestamp, **overrides):
         from pipeline.defs.paper.config import PaperConfig

@@ -52,7 +52,7 @@ def paper_trades(
     as_of, simulated = clock(config)
     context.log.info(f"paper tick at {fmt_ts(as_of)}{' (simulated clock)' if simulated else ''} for {uni.name!r}")
     try:
-        done = record_due(db, uni, config, as_of, simulated=simulated, run_id=context.run_id, log=context.log)
+        done = record_due(db, uni, config, as_of, simulated=simulated, run_id=context.run.run_id, log=context.log)
     except ValueError as exc:  # bad settings (history shorter than the warm-up, a strategy's parameters)
         raise dg.Failure(description=f"paper tick cannot decide: {exc}", allow_retries=False) from exc
     settled = settle_due(db, uni, config, as_of, context.log)

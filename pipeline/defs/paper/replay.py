@@ -180,6 +180,6 @@ def _value(x: Any) -> Any:
 def _text(x: Any) -> str:
     if isinstance(x, pd.Timestamp):
         return fmt_ts(x)
-    if isinstance(x, float):
-        return "-" if math.isnan(x) else repr(x)
+    if isinstance(x, float):  # numpy floats included: shown as plain Python floats, every digit
+        return "-" if math.isnan(x) else repr(float(x))
     return str(x)

@@ -78,12 +78,12 @@ def revision_rows(revisions: pd.DataFrame, decisions: pd.DataFrame, trades: pd.D
         o = r["open_time"]
         fields = ("open", "high", "low", "close", "volume")
         if r["kind"] == "changed":
-            change = "; ".join(f"{f} {r['old_' + f]!r} -> {r['new_' + f]!r}" for f in fields
+            change = "; ".join(f"{f} {float(r['old_' + f])!r} -> {float(r['new_' + f])!r}" for f in fields
                                if r["old_" + f] != r["new_" + f])  # fmt: skip
         elif r["kind"] == "removed":
-            change = f"removed (was close {r['old_close']!r})"
+            change = f"removed (was close {float(r['old_close'])!r})"
         else:
-            change = f"added after the range was read (close {r['new_close']!r})"
+            change = f"added after the range was read (close {float(r['new_close'])!r})"
         new = pd.DataFrame([{f: r["new_" + f] for f in fields}])
         new_sha = candle_hashes(new)[0] if r["kind"] != "removed" else "-"
         uses = []
