@@ -9,7 +9,7 @@ settle the same trade settle it once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -99,13 +99,25 @@ def insert_decision(conn: sa.Connection, row: Mapping[str, Any], trades: Sequenc
     return decision_id
 
 
-def _insert_ignore(conn: sa.Connection, table: sa.Table) -> Any:
-    """`INSERT .. ON CONFLICT DO NOTHING` for the connection's dialect."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing()
+_LEDGER_COLUMNS = ("series_id", "open_time", *OHLCV, "sha", "first_seen_at")
+_LEDGER_INSERT = (f"INSERT INTO paper_candles ({', '.join(_LEDGER_COLUMNS)}) VALUES {{}} "
+                  "ON CONFLICT (series_id, open_time) DO NOTHING")  # fmt: skip
+
+
+def _insert_ledger_rows(conn: sa.Connection, rows: list[tuple]) -> None:
+    """Insert-or-ignore ledger rows through the DBAPI cursor of the caller's transaction (SQLAlchemy's
+    per-row parameter processing would cost seconds for the first decision's ~10^5 candles)."""
+    raw = conn.connection.driver_connection
+    cur = raw.cursor()
+    try:
+        if conn.dialect.name == "postgresql":
+            from psycopg2.extras import execute_values
+
+            execute_values(cur, _LEDGER_INSERT.format("%s"), rows, page_size=5000)
+        else:
+            cur.executemany(_LEDGER_INSERT.format("(" + ",".join("?" * len(_LEDGER_COLUMNS)) + ")"), rows)
+    finally:
+        cur.close()
 
 
 def extend_ledger(conn: sa.Connection, series_id: int, frame: pd.DataFrame, seen_at: datetime) -> int:
@@ -126,14 +138,14 @@ def extend_ledger(conn: sa.Connection, series_id: int, frame: pd.DataFrame, seen
     if len(idx) == 0:
         return 0
     part = frame.iloc[idx]
-    values = part.loc[:, list(OHLCV)].to_numpy(np.float64).tolist()
-    rows = [
-        {"series_id": series_id, "open_time": int(ms[i]), **dict(zip(OHLCV, v, strict=True)), "sha": sha,
-         "first_seen_at": seen_at}
-        for i, v, sha in zip(idx, values, candle_hashes(part), strict=True)
-    ]  # fmt: skip
-    for start in range(0, len(rows), 5000):
-        conn.execute(_insert_ignore(conn, ledger_t), rows[start : start + 5000])
+    if conn.dialect.name == "sqlite":  # the text format SQLAlchemy's SQLite DateTime writes and parses
+        seen: Any = seen_at.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    else:
+        seen = seen_at
+    columns = [[series_id] * len(idx), ms[idx].tolist(), *(part[k].to_numpy(np.float64).tolist() for k in OHLCV),
+               candle_hashes(part), [seen] * len(idx)]  # fmt: skip
+    rows = list(zip(*columns, strict=True))
+    _insert_ledger_rows(conn, rows)
     return len(rows)
 
 
