@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from engine.backtest.config import WalkForwardConfig
-from engine.backtest.panel import prepare_histories, window_outcome
+from engine.backtest.panel import PreparedHistories, prepare_histories, window_outcome
 from engine.features import default_warmup_bars
 from engine.ranking import rank_universe
 from engine.schemas import OHLCV_COLUMNS, timestamps_ms
@@ -73,23 +73,37 @@ def information_set(candles_by_symbol: Mapping[str, pd.DataFrame], t: object) ->
     return out
 
 
+def prepare(candles_by_symbol: Mapping[str, pd.DataFrame], t: object, cfg: WalkForwardConfig) -> PreparedHistories:
+    """The information set at `t` with its features computed once (shared by every strategy's decision)."""
+    known = information_set(candles_by_symbol, t)
+    if not known:
+        return PreparedHistories({}, cfg.timeframe_ms, [])
+    return prepare_histories(known, cfg.feature_timeframe)
+
+
 def decide(
-    candles_by_symbol: Mapping[str, pd.DataFrame],
+    known: Mapping[str, pd.DataFrame] | PreparedHistories,
     strategies: Mapping[str, TradingStrategy],
     t: object,
     cfg: WalkForwardConfig,
 ) -> dict[str, pd.DataFrame]:
     """Each strategy's full ranking at `t` (`rank_universe` columns), computed from the information set.
 
-    Candles after `t` are dropped first, so even a strategy that peeks ahead cannot see them here; the
-    features are computed once and shared by every strategy. Empty dict entries never occur: a strategy
-    with no symbol to rank gets an empty frame.
+    `known` is candles (anything after `t` is dropped first, so even a strategy that peeks ahead cannot
+    see it here) or `prepare(candles, t, cfg)`; prepared histories holding a candle not closed by `t` are
+    refused. A strategy with no symbol to rank gets an empty frame.
     """
     when = ms_to_timestamp(to_ms(t))
-    known = information_set(candles_by_symbol, when)
-    if not known:
+    if isinstance(known, PreparedHistories):
+        late = sorted(s for s, h in known.items() if len(h.ts) and int(h.ts[-1]) + BASE_MS > to_ms(when))
+        if late:
+            raise ValueError(f"decide at {when}: the histories of {late} hold candles not closed by then; "
+                             "build them with engine.paper.prepare(candles, t, cfg)")
+        histories = known
+    else:
+        histories = prepare(known, when, cfg)
+    if not len(histories):
         return {name: pd.DataFrame() for name in strategies}
-    histories = prepare_histories(known, cfg.feature_timeframe)
     return {name: rank_universe(histories, strategy, at=when, cfg=cfg) for name, strategy in strategies.items()}
 
 

@@ -5,6 +5,8 @@ through the tick functions (fast, for long timelines) or as the real `paper_trad
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -98,3 +100,15 @@ def materialization(result: dg.ExecuteInProcessResult, key: str) -> dict:
     """The metadata of the run's materialisation of `key`."""
     [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key]
     return event.materialization.metadata
+
+
+@contextmanager
+def registered(cls: type) -> Iterator[None]:
+    """A strategy class in the engine registry for the duration of a test only."""
+    from engine.strategies import registry
+
+    registry.register_strategy(cls)
+    try:
+        yield
+    finally:
+        registry._REGISTRY.pop(cls.name, None)

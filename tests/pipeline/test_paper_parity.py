@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 import pytest
-from paper_helpers import PaperSim, checks, materialization, ts
+from paper_helpers import PaperSim, checks, materialization, registered, ts
 from pipeline_helpers import records
 
 from engine.strategies.base import RISK_PARAMS, TradingStrategy
@@ -37,13 +37,8 @@ class PeekAhead(TradingStrategy):
 @pytest.fixture
 def peek_ahead() -> Iterator[None]:
     """Register the planted strategy in the engine registry for one test only."""
-    from engine.strategies import registry
-
-    registry.register_strategy(PeekAhead)
-    try:
+    with registered(PeekAhead):
         yield
-    finally:
-        registry._REGISTRY.pop(PeekAhead.name, None)
 
 
 @pytest.fixture

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 import pytest
-from paper_helpers import PaperSim, checks, materialization, ts
+from paper_helpers import PaperSim, checks, materialization, registered, ts
 from pipeline_helpers import cells, records
+
+from engine.strategies.base import RISK_PARAMS, TradingStrategy
 
 H = pd.Timedelta(hours=1)
 LAST_TICK = ts("2024-03-07 04:15")
@@ -168,6 +170,44 @@ def test_a_lagging_symbol_is_waited_for_then_left_out(tmp_path, db_url) -> None:
     assert {r["mode"] for r in decided["recorded"]} == {"late"}
     assert all("without the candles closed by 2024-03-05 10:00 UTC of CCC/USDT" in r["note"]
                for r in decided["recorded"])  # fmt: skip
+
+
+class Broken(TradingStrategy):
+    """TEST ONLY: its score raises, as a buggy strategy would."""
+
+    name = "broken_test"
+    description = "TEST ONLY: raises in score"
+    param_specs = RISK_PARAMS
+
+    def signal_gates(self, panel: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(index=panel.index)
+
+    def score(self, panel: pd.DataFrame) -> pd.Series:
+        raise RuntimeError("boom in score")
+
+
+class Fixed(Broken):
+    def score(self, panel: pd.DataFrame) -> pd.Series:
+        return panel["rsi"]
+
+
+def test_a_failing_strategy_fails_the_tick_but_not_the_other_books(tmp_path, db_url, monkeypatch) -> None:
+    monkeypatch.setenv("CRYPTO4H_REPORTS_DIR", str(tmp_path / "reports"))
+    sim = PaperSim(tmp_path, db_url)
+    sim.land(ts("2024-03-05 02:10"))
+    with registered(Broken), dg.instance_for_test() as instance:
+        result = sim.run_job(ts("2024-03-05 02:15"), instance=instance)
+        assert not result.success
+        [failure] = [e for e in result.all_events if e.is_step_failure]
+        text = str(failure.event_specific_data)
+        assert "decisions failed for ['broken_test']" in text and "boom in score" in text
+        d = sim.decisions()
+        assert set(d["strategy"]) == {"macd_rsi_confluence", "momentum_rank"}  # both times, the others' books
+        assert len(d) == 4
+    with registered(Fixed):  # the fix is deployed: its missed decision times are recorded from the stored candles
+        again = sim.tick(ts("2024-03-05 03:15"))
+    assert {(r["strategy"], r["decision_time"], r["mode"]) for r in again["recorded"]} == {
+        ("broken_test", ts("2024-03-05 00:00"), "caught_up"), ("broken_test", ts("2024-03-05 02:00"), "late")}
 
 
 def test_bad_settings_fail_the_run_with_a_clear_message(tmp_path, db_url, monkeypatch) -> None:

@@ -27,11 +27,13 @@ DECISION_FIELDS = {"symbol", "decision_time", "eligible", "candidate", "selected
 
 @dataclass
 class Recorded:
-    """What a tick did about decisions: recorded rows, why it stopped, what a racing tick had done."""
+    """What a tick did about decisions: recorded rows, why it stopped, what a racing tick had done, and the
+    strategies whose decision raised (left unrecorded: a later tick catches them up once fixed)."""
 
     recorded: list[dict[str, Any]] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
     postponed: int = 0
 
 
@@ -63,7 +65,7 @@ def _counts(ranking: pd.DataFrame) -> dict[str, int]:
 def record_due(db: Any, uni: Universe, config: PaperConfig, as_of: pd.Timestamp, *, simulated: bool,
                run_id: str | None, log: Any) -> Recorded:  # fmt: skip
     """Record every due decision whose candles are stored, oldest first (at most `max_decisions_per_run`)."""
-    from engine.paper import candle_fingerprint, check_history, decide, history_start
+    from engine.paper import candle_fingerprint, check_history, decide, history_start, prepare
     from engine.strategies import get_strategy
     from engine.timeframes import to_utc
 
@@ -80,10 +82,18 @@ def record_due(db: Any, uni: Universe, config: PaperConfig, as_of: pd.Timestamp,
         for t in due_times(done, book_start(done, configured, now, shift), now, shift):
             due.setdefault(t, []).append(name)
     times = sorted(due)
-    out = Recorded(postponed=max(0, len(times) - config.max_decisions_per_run))
+    out = Recorded()
     latest = db.paper.latest_closed(uni.exchange, uni.symbols, as_of) if times else {}
     seen_at = as_of.to_pydatetime()
-    for t in times[: config.max_decisions_per_run]:
+    budget = config.max_decisions_per_run
+    for i, t in enumerate(times):
+        names = [n for n in due[t] if n not in out.failed]  # a strategy that raised sits out the rest of the tick
+        if not names:
+            continue
+        if budget == 0:
+            out.postponed = len(times) - i
+            break
+        budget -= 1
         when = pd.Timestamp(t, unit="ms", tz="UTC")
         ready = readiness(latest, t, now, config.max_wait_minutes * 60_000, f"decision at {fmt_ts(when)}")
         if not ready.ready:
@@ -94,10 +104,15 @@ def record_due(db: Any, uni: Universe, config: PaperConfig, as_of: pd.Timestamp,
             log.warning(ready.why)
         anchor = history_start(t, config.history_days)
         candles = load_candles(db, uni, start=pd.Timestamp(anchor, unit="ms", tz="UTC"), end=when)
-        rankings = decide(candles, {n: strategies[n] for n in due[t]}, when, cfg)
+        known = prepare(candles, when, cfg)  # the information set's features, once for every strategy
         inputs = {s: candle_fingerprint(df) for s, df in sorted(candles.items())}
-        for name in due[t]:
-            ranking = rankings[name]
+        for name in names:
+            try:
+                ranking = decide(known, {name: strategies[name]}, when, cfg)[name]
+            except Exception as exc:  # noqa: BLE001 - one strategy's bug must not stop the others' books
+                out.failed.setdefault(name, f"{fmt_ts(when)}: {type(exc).__name__}: {exc}")
+                log.error(f"{name} @ {fmt_ts(when)}: decision failed, not recorded: {exc}")
+                continue
             label, why = mode(t, now, shift, config.late_after_minutes * 60_000)
             notes = [why, ready.why, f"simulated clock (as_of {fmt_ts(as_of)})" if simulated else ""]
             row = {
