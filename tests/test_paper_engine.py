@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.backtest import WalkForwardConfig, run_walk_forward
+from engine.backtest import WalkForwardConfig, prepare_histories, run_walk_forward
 from engine.data.synthetic import SyntheticProvider
 from engine.paper import (
     candle_fingerprint,
@@ -17,6 +17,7 @@ from engine.paper import (
     decide,
     history_start,
     information_set,
+    prepare,
     settle,
     window_return,
 )
@@ -81,6 +82,10 @@ def test_decide_never_sees_candles_after_t(candles) -> None:
     known = information_set(candles, t)
     assert all((df["timestamp"] + pd.Timedelta(minutes=5) <= t).all() for df in known.values())
     assert all(df["timestamp"].iloc[-1] == t - pd.Timedelta(minutes=5) for df in known.values())
+    shared = prepare(candles, t, CFG)  # features once for several strategies: the same decision
+    pd.testing.assert_frame_equal(decide(shared, {name: get_strategy(name)}, t, CFG)[name], base)
+    with pytest.raises(ValueError, match="hold candles not closed by then"):
+        decide(prepare_histories(candles, "1h"), {name: get_strategy(name)}, t, CFG)
 
 
 def test_void_window_and_costs() -> None:
