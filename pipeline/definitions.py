@@ -1,6 +1,6 @@
 """The code location: every asset, check, job, schedule, sensor and resource, assembled in one place.
 
-The areas live under `pipeline/defs/` (market_data, research, backtests, registry); each exposes builders or
+The areas live under `pipeline/defs/` (market_data, research, backtests, registry, paper); each exposes builders or
 definitions that this module wires together. The universe file (env `CRYPTO4H_UNIVERSE`, default
 `config/universe.yaml`) is read once here because its symbols are the static partition keys of
 `candles`; the resources are pinned to the same file. `build_defs(universe)` lets tests and the demo
@@ -23,6 +23,10 @@ from pipeline.defs.market_data.partitions import build_partitions_def
 from pipeline.defs.market_data.schedules import build_hourly_schedule
 from pipeline.defs.registry.assets import strategies
 from pipeline.defs.registry.jobs import configure_job
+from pipeline.defs.paper.assets import paper_performance, paper_trades
+from pipeline.defs.paper.checks import paper_candle_revisions, paper_parity
+from pipeline.defs.paper.jobs import paper_job
+from pipeline.defs.paper.schedules import build_paper_schedule
 from pipeline.defs.research.assets import build_research_refresh
 from pipeline.defs.research.jobs import refresh_job
 from pipeline.defs.research.sensors import build_refresh_sensor
@@ -49,10 +53,11 @@ def build_defs(universe: Universe | None = None, *, db_url: str = "") -> dg.Defi
         requests = build_request_sensor(universe)
         refresh = build_refresh_sensor()
     return dg.Definitions(
-        assets=[candles, build_research_refresh(registered_strategies()), backtest_runs, strategies],
-        asset_checks=[build_candle_checks(universe, partitions_def)],
-        jobs=[ingest_job, refresh_job, adhoc_backtest, configure_job],
-        schedules=[hourly],
+        assets=[candles, build_research_refresh(registered_strategies()), backtest_runs, strategies, paper_trades,
+                paper_performance],
+        asset_checks=[build_candle_checks(universe, partitions_def), paper_parity, paper_candle_revisions],
+        jobs=[ingest_job, refresh_job, adhoc_backtest, configure_job, paper_job],
+        schedules=[hourly, build_paper_schedule(universe)],
         sensors=[refresh, requests],
         resources={
             "store": StoreResource(db_url=db_url),

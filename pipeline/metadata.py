@@ -25,14 +25,16 @@ PERCENT = frozenset({
     "benchmark_max_drawdown_aggregated", "null_mean_window_return", "null_std", "window_return",
     "benchmark_return", "invested_weight", "return_q05", "cvar_05", "worst_trade", "quantile_spread_mean",
     "cagr", "volatility_annual", "max_drawdown_compounded", "avg_invested_share", "cash_share",
-    "missing_share", "mean_difference", "atr_pct", "ema_dist", "bb_width", "volume_trend",
+    "missing_share", "mean_difference", "atr_pct", "ema_dist", "bb_width", "volume_trend", "paper_total_return",
+    "backtest_total_return", "paper_max_drawdown", "backtest_max_drawdown", "old_return_pct", "new_return_pct",
 })  # fmt: skip
 COUNTS = frozenset({
     "trade_count", "window_count", "decision_times", "void_trades", "rank_ic_count", "longest_losing_streak",
     "bootstrap_block", "run_id", "rank", "rows", "symbols", "n_trades", "n_selected", "n_eligible",
 })  # fmt: skip
 #: unit suffixes of the labels; `turnover` is capital bought + sold per day as a multiple of capital
-SUFFIX = {"turnover": " (x/day)", "longest_losing_streak": " (windows)"}
+SUFFIX = {"turnover": " (x/day)", "longest_losing_streak": " (windows)", "paper_final_equity": " (x capital)",
+          "backtest_final_equity": " (x capital)"}
 
 
 def _base(name: str) -> str:

@@ -1,8 +1,9 @@
-"""`Store`: candles, the strategy registry, backtest results and ranking snapshots behind one SQL URL.
+"""`Store`: candles, the strategy registry, backtest results, ranking snapshots and the paper book behind one
+SQL URL.
 
 Every write is one transaction: validation happens before anything is sent, and a failure anywhere rolls
 the whole write back. The SQL of each table family lives in its own module (`candles`, `registry`,
-`runs`, `rankings`); this class owns connections and transactions.
+`runs`, `rankings`, `paper`); this class owns connections and transactions.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pipeline.store.engine_url import (
     safe_url,
 )
 from pipeline.store.migrate import current_revision, head_revision, schema_diff, upgrade
+from pipeline.store.paper_book import PaperBook
 from pipeline.store.runs import RequestAlreadyRecorded
 
 
@@ -307,6 +309,13 @@ class Store:
         """A run's metrics (nested dicts flattened to dotted names; NULL -> None)."""
         with self._read() as conn:
             return _runs.backtest_metrics(conn, run_id)
+
+    # --- paper trading --------------------------------------------------------------------------------
+
+    @property
+    def paper(self) -> PaperBook:
+        """Paper decisions, trades and the candle ledger (`pipeline.store.paper_book`)."""
+        return PaperBook(self)
 
     # --- rankings -------------------------------------------------------------------------------------
 

@@ -153,7 +153,12 @@ def test_demo_quiet_prints_only_the_summary(env, capsys) -> None:
     assert main(["--quiet"]) == 0
     out = capsys.readouterr().out
     assert out.lstrip().startswith("Walk-forward backtests (test-small")
-    assert "avg_return_bps" in out and "macd_rsi_confluence" in out and "momentum_rank" in out
+    assert "macd_rsi_confluence" in out and "momentum_rank" in out
+    # the verdict's numbers: mean window return with its interval, p vs random picks, benchmark, break-even fee
+    for column in ("mean_window_return %", "95% interval", "null_p_value", "benchmark_mean_window_return %",
+                   "break_even_fee_bps"):
+        assert column in out, column
+    assert "decisions 2024-03-" in out and "HTML reports" in out and ".html" in out
     for noise in ("store:", "[1/2]", "make ui", "INFO"):
         assert noise not in out
 

@@ -33,6 +33,8 @@ EXPECTED_ASSETS = {
     "strategy_comparison",
     "backtest_runs",  # the home of every recorded run (one partition each)
     "strategies",  # the strategy registry page
+    "paper_trades",  # the paper book, one tick per run
+    "paper_performance",
 }
 
 
@@ -41,19 +43,20 @@ def test_default_definitions_load_and_validate(default_defs: dg.Definitions) -> 
     dg.Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()
     assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} == EXPECTED_ASSETS
-    assert {"ingest_candles", "refresh_research", "adhoc_backtest", "configure_strategy"} <= {
+    assert {"ingest_candles", "refresh_research", "adhoc_backtest", "configure_strategy", "paper_trading"} <= {
         j.name for j in repo.get_all_jobs()
     }
-    assert [s.name for s in repo.schedule_defs] == ["hourly_ingest"]
+    assert sorted(s.name for s in repo.schedule_defs) == ["hourly_ingest", "paper_tick"]
     assert {s.name for s in repo.sensor_defs} == {"refresh_after_candles", "backtest_requests"}
     for s in [*repo.schedule_defs, *repo.sensor_defs]:
         assert s.default_status.value == "RUNNING", s.name
     checks = {k.name for k in repo.asset_graph.asset_check_keys}
-    assert checks == {"schema", "duplicates", "gaps", "ohlc_sanity", "freshness"}
+    assert checks == {"schema", "duplicates", "gaps", "ohlc_sanity", "freshness", "paper_parity",
+                      "paper_candle_revisions"}
     blocking = {
         k.name for k in repo.asset_graph.asset_check_keys if repo.asset_graph.get_check_spec(k).blocking
     }
-    assert blocking == {"schema", "duplicates", "gaps", "ohlc_sanity"}
+    assert blocking == {"schema", "duplicates", "gaps", "ohlc_sanity", "paper_parity"}
 
 
 def test_candles_partitions_come_from_the_default_universe(default_defs: dg.Definitions) -> None:
