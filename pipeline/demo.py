@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nmean_window_return: net return per window, 95% block-bootstrap interval; null_p_value: chance that\n"
           "random picks of the same count do as well; benchmark: equal-weight universe; break-even fee per side.")
     if reports:
-        print("\nHTML reports (open in a browser; `make ui` also serves them on " + reports_url() + "):")
+        print("\nHTML reports (open them in a browser; the reports server serves them on " + reports_url() + "):")
         print("\n".join(reports))
     print("\nLatest rankings (next 4 hours):")
     for row in store.active_strategies():
