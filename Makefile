@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo ui bench bench-store bench-pipeline clean
+.PHONY: venv test lint demo ui reports bench bench-store bench-pipeline clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; set PY=/path/to/python3.11"; exit 1; }
@@ -27,8 +27,17 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m pipeline.demo
 
+LINEAGE_URL := http://127.0.0.1:3000/asset-groups?expanded=global%40global%3Amarket_data%2Cglobal%40global%3Aresearch%2Cglobal%40global%3Abacktests%2Cglobal%40global%3Aregistry
+
 ui: $(STAMP)
+	@echo "Dagster UI: http://127.0.0.1:3000  (lineage with every area open: $(LINEAGE_URL))"
+	@echo "Reports (HTML reports and the plots the UI shows): http://127.0.0.1:3001"
+	@trap 'kill 0' EXIT INT TERM; \
+	$(BIN)/python -m pipeline.reports serve --port 3001 & \
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+reports: $(STAMP)
+	$(BIN)/python -m pipeline.reports serve --port 3001
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_walk_forward.py

@@ -108,7 +108,7 @@ def main() -> int:
         import pandas as pd
 
         from pipeline.definitions import build_defs
-        from pipeline.partitions import range_tags
+        from pipeline.defs.market_data.partitions import range_tags
         from pipeline.universe import load_universe
 
         uni = load_universe(args.universe)

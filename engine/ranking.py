@@ -15,6 +15,7 @@ from engine.backtest.config import WalkForwardConfig
 from engine.backtest.evaluate import evaluate, gate_reasons, require_risk_objects
 from engine.backtest.panel import PreparedHistories, SymbolHistory, build_panel, prepare_histories
 from engine.features import default_warmup_bars
+from engine.risk import Allocator
 from engine.schemas import BASE_MS
 from engine.strategies.base import TradingStrategy
 from engine.timeframes import ms_to_timestamp, to_utc
@@ -37,16 +38,18 @@ def rank_universe(
     *,
     at: object = None,
     cfg: WalkForwardConfig | None = None,
+    allocator: Allocator | None = None,
 ) -> pd.DataFrame:
     """One row per symbol at decision time `at` (default: the latest one the data supports).
 
     Columns: symbol, decision_time, eligible, candidate, selected, rank (1 = best candidate), score,
     weight, reasons ('' when every gate passed) and the feature snapshot. Rows are ordered by rank, then
     score. `candles_by_symbol` may be `prepare_histories(...)` (features shared with backtests).
+    `allocator` replaces the sizing rule, as in `run_walk_forward`.
     """
     cfg = cfg or WalkForwardConfig()
     warmup = cfg.warmup_bars or default_warmup_bars()
-    risk, allocator = require_risk_objects(strategy, warmup, cfg.max_positions)
+    risk, allocator = require_risk_objects(strategy, warmup, cfg.max_positions, cfg=cfg, allocator=allocator)
     histories = prepare_histories(candles_by_symbol, cfg.feature_timeframe)
     feats = histories.feature_cols
     when = latest_decision_time(histories, cfg.shift_ms) if at is None else to_utc(at, "rank_universe(at=)")

@@ -1,12 +1,14 @@
-"""`python -m pipeline.backfill`: backfill candle partitions as ONE partition-range run, from the CLI.
+"""`python -m pipeline.backfill`: backfill candle partitions as partition-range runs, from the CLI.
 
     python -m pipeline.backfill --start 2018-01-10 --end 2018-01-30 [--symbols ETH/BTC LTC/BTC]
                                 [--universe FILE] [--queue] [--quiet]
 
-`dagster job backfill -j ingest_candles` ignores the single-run backfill policy and makes one run per
-partition (hundreds for a month of a 20-symbol universe). This command makes ONE run of
-`ingest_candles` (candles + its checks) tagged with the partition range
-`dagster/asset_partition_range_start` .. `_end`, i.e. the rectangle dates x symbols:
+`dagster asset materialize -m pipeline.definitions --select candles --partition-range 'D1|A...D2|Z'`
+also makes one run for one rectangle of partitions. This command adds what that one does not: it plans
+the corner keys for you (any symbol list; symbols not adjacent in the universe order become one run per
+adjacent block), runs `ingest_candles` (candles AND its checks), prints progress and the stored candle
+counts, and exits with a code scripts can test. (`dagster job backfill -j ingest_candles` ignores the
+single-run backfill policy and makes one run per partition: avoid it for candles.)
 
 - default: the run executes in this process against the instance in `$DAGSTER_HOME` (default
   `dagster_home/`), so it shows in the UI like any other run; progress (one line per symbol fetched,
@@ -22,82 +24,22 @@ so symbols that are not adjacent become one run per adjacent block (the plan is 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import warnings
 from datetime import date
-from pathlib import Path
-from typing import Any
 
-from pipeline.universe import REPO_ROOT, Universe
+from pipeline.defs.market_data.backfill import (
+    plan,
+    queue_command,
+    resolve_dagster_home,
+    run_error,
+    run_in_process,
+)
+from pipeline.universe import REPO_ROOT
 
-
-def resolve_dagster_home() -> Path:
-    """`$DAGSTER_HOME` as an absolute path (Dagster refuses relative ones), default `dagster_home/`."""
-    raw = os.environ.get("DAGSTER_HOME") or str(REPO_ROOT / "dagster_home")
-    home = Path(raw).expanduser().resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
-
-
-def partition_dates(universe: Universe) -> tuple[date, date]:
-    """First and last partition date of the universe (today, UTC, for a live universe)."""
-    import pandas as pd
-
-    return universe.start, universe.last_date or pd.Timestamp.now(tz="UTC").date()
-
-
-def plan(universe: Universe, start: date, end: date, symbols: list[str] | None = None) -> list[dict[str, str]]:
-    """Range tags of the run(s) covering `[start, end]` x `symbols` (default: all): one per adjacent block.
-
-    Raises ValueError with a message for the user (dates outside the partitions, unknown symbols).
-    """
-    from pipeline.partitions import range_tags, symbol_blocks
-
-    first, last = partition_dates(universe)
-    if end < start:
-        raise ValueError(f"--end {end} is before --start {start}")
-    if start < first or end > last:
-        raise ValueError(f"dates {start}..{end} are outside the partitions of {universe.name!r} ({first}..{last})")
-    blocks = symbol_blocks(universe, symbols) if symbols else [list(universe.symbols)]
-    return [range_tags(universe, start, end, block) for block in blocks]
-
-
-def run_in_process(defs: Any, instance: Any, tags: dict[str, str], *, log_level: str = "INFO") -> Any:
-    """Execute `ingest_candles` for one partition range here; returns the ExecuteInProcessResult."""
-    from pipeline.jobs import INGEST_JOB
-
-    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    return defs.resolve_job_def(INGEST_JOB).execute_in_process(
-        instance=instance, tags=tags, run_config=run_config, raise_on_error=False
-    )
-
-
-def run_error(result: Any) -> str:
-    """The first step failure's message of a finished run ('' when none)."""
-    for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            err = event.step_failure_data.error
-            while err.cause is not None and "DagsterExecutionStepExecutionError" in (err.cls_name or ""):
-                err = err.cause
-            message = err.message.strip()
-            head, _, rest = message.partition(": ")
-            if err.cls_name and head.endswith(err.cls_name):  # "dagster...Failure: text" -> "text"
-                message = rest
-            return f"{event.step_key}: {message}"
-    return ""
-
-
-def queue_command(tags: dict[str, str]) -> list[str]:
-    """The `dagster job launch` command that queues one range run on the instance (daemon executes it)."""
-    from pipeline.jobs import INGEST_JOB
-
-    exe = Path(sys.executable).with_name("dagster")
-    return [str(exe), "job", "launch", "-w", str(REPO_ROOT / "workspace.yaml"), "-j", INGEST_JOB,
-            "--tags", json.dumps(tags)]  # fmt: skip
+__all__ = ["main", "plan", "resolve_dagster_home", "run_error", "run_in_process"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,9 +17,9 @@ import time
 import warnings
 from datetime import timedelta
 
-#: the summary table; avg_return is a per-trade mean, typically a few basis points, so it is shown in bps
-SUMMARY = ("strategy", "run_id", "trade_count", "win_rate", "avg_return_bps", "max_drawdown_aggregated",
-           "total_return")  # fmt: skip
+#: the summary table: the verdict's numbers, units in the headers
+SUMMARY = ("strategy", "run_id", "trade_count", "mean_window_return", "95% interval", "null_p_value",
+           "benchmark_mean_window_return", "break_even_fee_bps", "total_return")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             print(text, flush=True)
 
-    from pipeline.backfill import resolve_dagster_home, run_error, run_in_process
+    from pipeline.defs.market_data.backfill import resolve_dagster_home, run_error, run_in_process
     from pipeline.universe import UniverseConfigError, load_universe
 
     try:
@@ -48,12 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     import dagster as dg
     import pandas as pd
 
-    from pipeline.assets.backtests import SCHEDULED_KIND
     from pipeline.definitions import build_defs
-    from pipeline.jobs import REFRESH_JOB
-    from pipeline.partitions import range_tags
-    from pipeline.research import latest_run, text_table
-    from pipeline.sensors import requests_dir
+    from pipeline.defs.backtests.assets import SCHEDULED_KIND
+    from pipeline.defs.backtests.requests import requests_dir
+    from pipeline.defs.market_data.partitions import range_tags
+    from pipeline.defs.research.jobs import REFRESH_JOB
+    from pipeline.metadata import fmt_ts, fmt_value, text_table
+    from pipeline.reports import reports_url, run_files
+    from pipeline.results import latest_run
     from pipeline.store import StoreOpenError, open_store
 
     try:
@@ -99,18 +101,34 @@ def main(argv: list[str] | None = None) -> int:
               f"{run_error(refresh) or 'see the run in the UI (make ui)'}", file=sys.stderr)  # fmt: skip
         return 1
 
-    summary = []
+    summary, reports, period = [], [], ""
     for row in store.active_strategies():
         run = latest_run(store, row["name"], SCHEDULED_KIND)
         if run is None:
             continue
         run_id = int(run["id"])
-        metrics = store.backtest_metrics(run_id)
-        avg = metrics.get("avg_return")
-        summary.append({"strategy": row["name"], "run_id": run_id, **metrics,
-                        "avg_return_bps": None if avg is None else avg * 1e4})  # fmt: skip
-    print(f"\nWalk-forward backtests ({universe.name}, 4h windows every 2h, 10 bps fee per side):\n")
+        m = store.backtest_metrics(run_id)
+        key = "mean_window_return"
+        summary.append({"strategy": row["name"], "run_id": run_id, **m,
+                        "95% interval": f"{fmt_value(m.get(key + '_ci_low'), key)} .. "
+                                        f"{fmt_value(m.get(key + '_ci_high'), key)}"})  # fmt: skip
+        windows = store.backtest_windows(run_id)
+        if len(windows) and not period:
+            period = (f"{fmt_ts(windows['decision_time'].iloc[0])} .. {fmt_ts(windows['decision_time'].iloc[-1])}, "
+                      f"{len(windows)} decision times")  # fmt: skip
+        files = run_files(run_id, row["name"])
+        if files.html.is_file():
+            reports.append(f"  {row['name']:<22} {files.html}")
+    cfg = run["config"] if summary else {}
+    print(f"\nWalk-forward backtests ({universe.name}, {cfg.get('window_hours', 4):g}h windows every "
+          f"{cfg.get('shift_hours', 2):g}h, {cfg.get('fee_bps', 10):g} bps fee + {cfg.get('slippage_bps', 0):g} bps "
+          f"slippage per side; decisions {period or '-'}):\n")  # fmt: skip
     print(text_table(summary, SUMMARY))
+    print("\nmean_window_return: net return per window, 95% block-bootstrap interval; null_p_value: chance that\n"
+          "random picks of the same count do as well; benchmark: equal-weight universe; break-even fee per side.")
+    if reports:
+        print("\nHTML reports (open them in a browser; the reports server serves them on " + reports_url() + "):")
+        print("\n".join(reports))
     print("\nLatest rankings (next 4 hours):")
     for row in store.active_strategies():
         ranking = store.latest_ranking(row["name"])

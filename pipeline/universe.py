@@ -11,6 +11,7 @@ option fails `dagster definitions validate` and the code-location load, not the 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import yaml
 
 from engine.data import PROVIDER_KINDS, ProviderError, make_provider
 from engine.timeframes import to_utc
+from pipeline.store.models import EXCHANGE_MAX_CHARS, SYMBOL_MAX_CHARS
 
 ENV_VAR = "CRYPTO4H_UNIVERSE"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +59,16 @@ class CheckSettings:
     scope_days: int = 2
 
 
+#: (kind, lowest, highest, what it means) per check field; out-of-range limits refuse all data or none
+_CHECK_RULES: dict[str, tuple[type, float, float, str]] = {
+    "freshness_minutes": (int, 5, 10 * 24 * 60, "minutes since the newest candle closed (a 5m candle "
+                          "closes every 5 minutes, so at least 5)"),
+    "max_missing_share": (float, 0.0, 1.0, "a share of the day's 5m slots (0.25 = 25%)"),
+    "max_jump": (float, 0.0, 100.0, "a 5m close-to-close move as a fraction (0.5 = 50%), above 0"),
+    "scope_days": (int, 1, 3660, "days the checks look back, at least 1"),
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Universe:
     """A validated universe file."""
@@ -72,6 +84,9 @@ class Universe:
     description: str = ""
     checks: CheckSettings = field(default_factory=CheckSettings)
     source_path: Path | None = None
+    #: first open time wanted when `start` is a timestamp (e.g. the first candle of a file); None =
+    #: midnight UTC of `start`
+    data_start: pd.Timestamp | None = None
 
     @property
     def symbol_keys(self) -> list[str]:
@@ -88,8 +103,18 @@ class Universe:
             return None
         return (self.end - pd.Timedelta(milliseconds=1)).date()
 
+    def partition_bounds(self, day: date) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """Open-time range `[start, end)` of a daily partition, clipped to the universe's data range
+        (`data_start`, `end`): what ingestion should ask the provider for and judge complete."""
+        start, end = utc_day_bounds(day)
+        if self.data_start is not None:
+            start = max(start, self.data_start)
+        if self.end is not None:
+            end = min(end, self.end)
+        return start, max(start, end)
+
     def reference_time(self, now: pd.Timestamp | None = None) -> pd.Timestamp:
-        """"Now" for freshness: the wall clock, or the end of a historical universe."""
+        """ "Now" for freshness: the wall clock, or the end of a historical universe."""
         now = now if now is not None else pd.Timestamp.now(tz="UTC")
         return min(now, self.end) if self.end is not None else now
 
@@ -101,6 +126,9 @@ def _fail(path: Path | None, msg: str) -> UniverseConfigError:
 def _parse_symbol(raw: Any, path: Path | None) -> str:
     if not isinstance(raw, str):
         raise _fail(path, f"symbol {raw!r} must be a string like 'ETH/BTC'")
+    if len(raw) > SYMBOL_MAX_CHARS:
+        raise _fail(path, f"symbol {raw[:20]!r}... has {len(raw)} characters; the store holds at most "
+                          f"{SYMBOL_MAX_CHARS}")  # fmt: skip
     parts = raw.split("/")
     if len(parts) != 2 or not all(parts):
         raise _fail(path, f"symbol {raw!r} must be BASE/QUOTE with exactly one '/', e.g. 'ETH/BTC'")
@@ -114,22 +142,50 @@ def _parse_symbol(raw: Any, path: Path | None) -> str:
     return raw
 
 
-def _parse_date(raw: Any, path: Path | None, what: str) -> date:
-    if isinstance(raw, datetime):
-        return raw.date()
-    if isinstance(raw, date):
-        return raw
+def _parse_start(raw: Any, path: Path | None) -> tuple[date, pd.Timestamp | None]:
+    """`start`: a date (first partition) or a UTC timestamp (first partition = its day, and the first
+    open time wanted = the timestamp itself)."""
+    if isinstance(raw, date) and not isinstance(raw, datetime):
+        return raw, None
+    text = str(raw).strip()
     try:
-        return date.fromisoformat(str(raw))
-    except ValueError as exc:
-        raise _fail(path, f"{what} {raw!r} is not an ISO date (YYYY-MM-DD)") from exc
+        return date.fromisoformat(text), None
+    except ValueError:
+        pass
+    try:
+        exact = to_utc(raw, "start")
+    except (ValueError, TypeError):
+        raise _fail(path, f"start {raw!r} is not an ISO date (YYYY-MM-DD) or UTC timestamp") from None
+    return exact.date(), (exact if exact != exact.normalize() else None)
+
+
+def _parse_checks(raw: Any, path: Path | None) -> CheckSettings:
+    """Every check limit a number in its documented range (a wrong limit refuses all data, or none)."""
+    if raw is None:
+        return CheckSettings()
+    if not isinstance(raw, dict) or set(raw) - _CHECK_KEYS:
+        raise _fail(path, f"'checks' accepts only {sorted(_CHECK_KEYS)}")
+    values = {}
+    for key, value in raw.items():
+        kind, lo, hi, meaning = _CHECK_RULES[key]
+        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        whole = number and float(value) == int(value)
+        if not number or (kind is int and not whole):
+            want = "a whole number" if kind is int else "a number"
+            raise _fail(path, f"checks.{key} must be {want} ({meaning}), got {value!r}")
+        bad_low = value <= lo if key == "max_jump" else value < lo
+        if bad_low or value > hi:
+            rng = f"> {lo:g}" if key == "max_jump" else f">= {lo:g}"
+            raise _fail(path, f"checks.{key} must be {rng} and <= {hi:g} ({meaning}), got {value!r}")
+        values[key] = kind(value)
+    return CheckSettings(**values)
 
 
 def _parse_end(raw: Any, path: Path | None) -> pd.Timestamp:
     try:
         return to_utc(raw, "end")
-    except ValueError as exc:
-        raise _fail(path, f"end {raw!r} is not an ISO date or timestamp") from exc
+    except (ValueError, TypeError):
+        raise _fail(path, f"end {raw!r} is not an ISO date or timestamp") from None
 
 
 def _substitute(value: Any) -> Any:
@@ -189,6 +245,9 @@ def universe_from_dict(data: Any, path: Path | None = None, *, check_provider: b
     exchange = data.get("exchange")
     if not isinstance(exchange, str) or not exchange.strip():
         raise _fail(path, "'exchange' is required (the exchange name candles are stored under)")
+    if len(exchange.strip()) > EXCHANGE_MAX_CHARS:
+        raise _fail(path, f"'exchange' has {len(exchange.strip())} characters; the store holds at most "
+                          f"{EXCHANGE_MAX_CHARS}")  # fmt: skip
     provider = data.get("provider")
     if isinstance(provider, str):
         provider = {"kind": provider}
@@ -212,17 +271,11 @@ def universe_from_dict(data: Any, path: Path | None = None, *, check_provider: b
         raise _fail(path, f"duplicate symbols {dupes}")
     if "start" not in data:
         raise _fail(path, "'start' (first partition date, YYYY-MM-DD) is required")
-    start = _parse_date(data["start"], path, "start")
+    start, data_start = _parse_start(data["start"], path)
     end = _parse_end(data["end"], path) if data.get("end") is not None else None
-    if end is not None and end.date() < start:
-        raise _fail(path, f"end {end} is before start {start}")
-    checks_raw = data.get("checks") or {}
-    if not isinstance(checks_raw, dict) or set(checks_raw) - _CHECK_KEYS:
-        raise _fail(path, f"'checks' accepts only {sorted(_CHECK_KEYS)}")
-    try:
-        checks = CheckSettings(**{k: type(getattr(CheckSettings, k))(v) for k, v in checks_raw.items()})
-    except (TypeError, ValueError) as exc:
-        raise _fail(path, f"bad 'checks' value: {exc}") from exc
+    if end is not None and (end.date() < start or (data_start is not None and end <= data_start)):
+        raise _fail(path, f"end {end} is before start {data_start or start}")
+    checks = _parse_checks(data.get("checks"), path)
     options = _substitute(options)
     if check_provider:
         check_provider_options(kind, options, path)
@@ -237,6 +290,7 @@ def universe_from_dict(data: Any, path: Path | None = None, *, check_provider: b
         end=end,
         checks=checks,
         source_path=path,
+        data_start=data_start,
     )
 
 
@@ -255,10 +309,21 @@ def load_universe(path: str | os.PathLike[str] | None = None) -> Universe:
     if not p.is_file():
         raise UniverseConfigError(f"universe config {p} not found (set {ENV_VAR} or create the file)")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.load(p.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise _fail(p, f"invalid YAML: {exc}") from exc
     return universe_from_dict(data, p)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that leaves dates and timestamps as text, so a bad date (2024-02-30) is reported by
+    the field parsers with the file and field name instead of escaping from PyYAML as a bare error."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def utc_day_bounds(day: date) -> tuple[pd.Timestamp, pd.Timestamp]:

@@ -87,22 +87,34 @@ def test_pagination_advances_since_by_last_open_plus_5m():
     assert ex.enableRateLimit is True
 
 
-def test_empty_page_stops_the_loop():
+def test_empty_page_is_retried_then_reported_missing_not_taken_as_the_end():
+    """An empty page proves nothing: a probe (since, limit 1, no until) finds no later candle, so the page
+    is retried with backoff (1 s, 2 s) and the rest of the range is then reported missing."""
     ex = FakeBinance(book=[candle(T0 + i * STEP) for i in range(1200)])
     provider, sleeps = make(ex)
     df = provider.fetch_ohlcv("ETH/BTC", ts(T0), ts(T0 + 2000 * STEP), now=FAR_FUTURE)
-    assert [c["since"] for c in ex.calls] == [T0, T0 + 1000 * STEP, T0 + 1200 * STEP]
+    assert [c["since"] for c in ex.calls] == [T0, T0 + 1000 * STEP] + [T0 + 1200 * STEP] * 6
+    assert [c["limit"] for c in ex.calls[2:]] == [1000, 1, 1000, 1, 1000, 1]  # page, probe, ...
     assert len(df) == 1200
-    assert sleeps == [0.05, 0.05]
+    assert sleeps == [0.05, 0.05, 0.05, 1.0, 0.05, 0.05, 2.0, 0.05, 0.05]
+    cov = df.attrs["coverage"]
+    assert not cov.complete and cov.confirmed_empty == ()
+    assert [(r.start, r.end) for r in cov.missing] == [(ts(T0 + 1200 * STEP), ts(T0 + 2000 * STEP))]
+    assert "empty page" in cov.missing[0].reason and "3 attempts" in cov.missing[0].reason
 
 
 def test_no_progress_stops_the_loop():
-    """An exchange that ignores `since` and keeps sending the same old page must not loop forever."""
+    """An exchange that ignores `since` and keeps sending the same old page must not loop forever; the
+    page is retried twice, then the rest is reported missing (the exchange ignored since)."""
     ex = FakeBinance(book=[candle(T0 + i * STEP) for i in range(3)], honor_since=False)
-    provider, _ = make(ex)
+    provider, sleeps = make(ex)
     df = provider.fetch_ohlcv("ETH/BTC", ts(T0), ts(T0 + 100 * STEP), now=FAR_FUTURE)
-    assert [c["since"] for c in ex.calls] == [T0, T0 + 3 * STEP]
+    assert [c["since"] for c in ex.calls] == [T0] + [T0 + 3 * STEP] * 3
     assert len(df) == 3
+    assert sleeps == [0.05, 1.0, 0.05, 2.0, 0.05]  # polite gap, backoff + gap, backoff + gap
+    missing = df.attrs["coverage"].missing
+    assert [(r.start, r.end) for r in missing] == [(ts(T0 + 3 * STEP), ts(T0 + 100 * STEP))]
+    assert "ignored since" in missing[0].reason
 
 
 def test_still_open_candle_is_dropped_even_if_the_exchange_sends_it():

@@ -12,7 +12,8 @@ import pytest
 
 import engine.data.files as files_mod
 from engine.data import BadSymbolError, FilesProvider, ProviderError, read_candle_file
-from engine.data.files import symbol_from_path
+from engine.data.file_formats import DuplicateCandlesWarning
+from engine.data.files import DATA_DIRS_ENV, symbol_from_path
 
 UTC = "UTC"
 FAR_FUTURE = pd.Timestamp("2030-01-01", tz=UTC)
@@ -37,6 +38,12 @@ EXPECTED = pd.DataFrame(
         "volume": [12.0, 8.5, 3.25],
     }
 )
+
+
+@pytest.fixture(autouse=True)
+def _allow_tmp_path(monkeypatch, tmp_path):
+    """The files provider reads only configured data folders; here the test's temp folder."""
+    monkeypatch.setenv(DATA_DIRS_ENV, str(tmp_path))
 
 
 def binance_row(open_ms: int, o: str, h: str, low: str, c: str, v: str, us: bool = False) -> str:
@@ -132,7 +139,10 @@ def test_unsorted_and_duplicated_rows_are_sorted_and_deduplicated_keeping_the_la
     revised = "1704067500000,100.5,102.0,100.0,101.75,8.5"
     path = tmp_path / "ETH_BTC-5m.csv"
     path.write_text("\n".join([lines[0], lines[3], lines[2], lines[1], revised]) + "\n")
-    df = read_candle_file(path)
+    with pytest.raises(ProviderError, match=r"lines 3, 5 at 2024-01-01T00:05:00"):
+        read_candle_file(path)  # conflicting values are refused by default
+    with pytest.warns(DuplicateCandlesWarning, match=r"lines 3, 5 at 2024-01-01T00:05:00.*kept the later"):
+        df = read_candle_file(path, duplicates="last")
     assert df["timestamp"].tolist() == EXPECTED["timestamp"].tolist()
     assert df["close"].tolist() == [100.5, 101.75, 101.0]
 
@@ -144,7 +154,8 @@ def test_non_numeric_value_names_file_line_and_column(tmp_path):
     with pytest.raises(ProviderError) as err:
         read_candle_file(path)
     msg = str(err.value)
-    assert str(path) in msg and "line 3" in msg and "'abc'" in msg and "'high'" in msg
+    assert str(path) in msg and "line 3" in msg and "not a number" in msg and "'high'" in msg
+    assert "abc" not in msg  # file content is never echoed
 
 
 def test_missing_value_names_the_line(tmp_path):

@@ -1,6 +1,9 @@
 """NobitexProvider against a fake requests.Session serving fixture JSON (tests/fixtures/providers/).
 
+No network here: the bodies are hand-written in the documented format of the public endpoints.
 S = 2024-01-01 00:00 UTC = 1704067200 s. One request covers 500 candle slots = 150000 s.
+These tests switch the per-market price-unit check off (it is tested in test_provider_nobitex_units.py)
+so each scripted answer maps to one history request.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ def ok(name: str) -> FakeResponse:
 def make(script, **kw):
     sleeps: list[float] = []
     session = FakeSession(script)
+    kw.setdefault("unit_check", False)
     return NobitexProvider(session=session, sleep=sleeps.append, **kw), session, sleeps
 
 
@@ -71,9 +75,9 @@ def test_paginates_in_windows_of_500_candles_with_the_documented_params():
     df = provider.fetch_ohlcv("BTC/IRT", ts(S), ts(S + 600 * 300), now=FAR_FUTURE)
 
     assert session.calls == [
-        {"url": "https://api.nobitex.ir/market/udf/history", "symbol": "BTCIRT", "resolution": "5",
+        {"url": "https://apiv2.nobitex.ir/market/udf/history", "symbol": "BTCIRT", "resolution": "5",
          "from": 1704067200, "to": 1704217199, "countback": 500, "page": 1},
-        {"url": "https://api.nobitex.ir/market/udf/history", "symbol": "BTCIRT", "resolution": "5",
+        {"url": "https://apiv2.nobitex.ir/market/udf/history", "symbol": "BTCIRT", "resolution": "5",
          "from": 1704217200, "to": 1704247199, "countback": 500, "page": 1},
     ]  # fmt: skip
     assert sleeps == []
@@ -102,18 +106,26 @@ def test_still_open_candle_is_dropped_and_requests_stop_at_now():
 
 
 def test_no_data_gives_an_empty_labelled_frame():
-    provider, _, _ = make([ok("nobitex_no_data.json")])
+    """`no_data` proves nothing: retried twice (backoff 1 s, 2 s), then reported missing."""
+    provider, session, sleeps = make([ok("nobitex_no_data.json")] * 3)
     df = provider.fetch_ohlcv("BTCIRT", ts(S), ts(S + 3600), now=FAR_FUTURE)
     assert df.empty
     assert list(df.columns) == ["timestamp", "open", "high", "low", "close", "volume", "price_unit"]
+    assert len(session.calls) == 3 and sleeps == [1.0, 2.0]
+    cov = df.attrs["coverage"]
+    assert [(r.start, r.end) for r in cov.missing] == [(ts(S), ts(S + 3600))]
+    assert "no_data" in cov.missing[0].reason or "empty" in cov.missing[0].reason
 
 
 def test_no_data_window_in_the_middle_does_not_stop_pagination():
-    script = [ok("nobitex_no_data.json"), ok("nobitex_history_page2.json")]
+    script = [ok("nobitex_no_data.json")] * 3 + [ok("nobitex_history_page2.json")]
     provider, session, _ = make(script)
     df = provider.fetch_ohlcv("BTCIRT", ts(S), ts(S + 600 * 300), now=FAR_FUTURE)
-    assert len(session.calls) == 2
+    assert len(session.calls) == 4
+    assert [c["from"] for c in session.calls] == [S, S, S, S + 150000]
     assert len(df) == 3
+    missing = df.attrs["coverage"].missing
+    assert (missing[0].start, missing[0].end) == (ts(S), ts(S + 600))  # the 00:10 row came with page 2
 
 
 def test_error_about_the_symbol_is_a_bad_symbol():

@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from engine.schemas import CandleValidationError
 from pipeline.store import CandleStoreError, Store
 from pipeline.store import candles as candles_mod
+from pipeline.store import candles_postgres as pg_mod
+from pipeline.store import candles_sqlite as sqlite_mod
 from pipeline.store.models import Candle
 
 T0 = pd.Timestamp("2024-01-01 00:00", tz="UTC")
@@ -315,7 +317,7 @@ def test_postgres_copy_falls_back_when_another_writer_got_there_first(postgres_u
     df = _random_candles(2000, seed=3)
     store.upsert_candles(df.iloc[1000:1001], exchange="binance", symbol="BTC/USDT", source="ccxt")
     # blind the "is the range empty?" probe so the direct COPY collides with the existing row
-    monkeypatch.setattr(candles_mod, "PG_RANGE_WHERE", "%s IS NULL AND %s IS NULL AND %s IS NULL")
+    monkeypatch.setattr(pg_mod, "PG_RANGE_WHERE", "%s IS NULL AND %s IS NULL AND %s IS NULL")
     assert store.upsert_candles(df, exchange="binance", symbol="BTC/USDT", source="ccxt") == 2000
     pd.testing.assert_frame_equal(store.read_candles("binance", "BTC/USDT"), df, check_exact=True)
     store.dispose()
@@ -341,8 +343,8 @@ def test_universe_read_is_one_snapshot(store, db_url, monkeypatch, workers):
     store.read_workers = workers
     symbols = [f"S{i}/USDT" for i in range(6)]
     store.upsert_candles_many({s: SIX.head(3) for s in symbols}, exchange="binance", source="ccxt")
-    name = "read_sqlite" if store.dialect == "sqlite" else "read_postgres"
-    real = getattr(candles_mod, name)
+    mod, name = (sqlite_mod, "read") if store.dialect == "sqlite" else (pg_mod, "read_series")
+    real = getattr(mod, name)
     writer = Store(db_url)
     seen = []
 
@@ -353,7 +355,7 @@ def test_universe_read_is_one_snapshot(store, db_url, monkeypatch, workers):
         seen.append(symbol)
         return out
 
-    monkeypatch.setattr(candles_mod, name, read_then_write)
+    monkeypatch.setattr(mod, name, read_then_write)
     universe = store.read_universe("binance", symbols)
     assert sorted(seen) == sorted(symbols)
     assert [len(universe[s]) for s in symbols] == [3] * 6
@@ -369,14 +371,14 @@ def test_postgres_parallel_read_error_leaves_the_pool_usable(postgres_url, monke
     store.read_workers = 3
     symbols = [f"S{i}/USDT" for i in range(6)]
     store.upsert_candles_many({s: SIX for s in symbols}, exchange="binance", source="ccxt")
-    real = candles_mod.read_postgres
+    real = pg_mod.read_series
 
     def fail_on_s4(cur, exchange, symbol, lo, hi):
         if symbol == "S4/USDT":
             raise RuntimeError("network blip")
         return real(cur, exchange, symbol, lo, hi)
 
-    monkeypatch.setattr(candles_mod, "read_postgres", fail_on_s4)
+    monkeypatch.setattr(pg_mod, "read_series", fail_on_s4)
     with pytest.raises(RuntimeError, match="network blip"):
         store.read_universe("binance", symbols)
     monkeypatch.undo()
@@ -487,7 +489,7 @@ def test_each_series_is_numbered_once(store):
     ]
     assert sorted(per_series.values()) == [6, 6, 6]
     if store.dialect == "postgresql":  # one partition per series, invisible to the schema comparison
-        assert _partitions(store) == sorted(candles_mod.pg_partition_name(i) for i in per_series)
+        assert _partitions(store) == sorted(pg_mod.pg_partition_name(i) for i in per_series)
         assert store.schema_diff() == []
 
 
@@ -510,7 +512,7 @@ def test_postgres_reads_page_through_long_ranges(postgres_url, monkeypatch):
     df = _random_candles(5000, seed=9)
     store.upsert_candles(df, exchange="binance", symbol="BTC/USDT", source="ccxt")
     store.upsert_candles(df.head(10), exchange="binance", symbol="ETH/USDT", source="ccxt")
-    monkeypatch.setattr(candles_mod, "PG_READ_PAGE_ROWS", 1000)
+    monkeypatch.setattr(pg_mod, "PG_READ_PAGE_ROWS", 1000)
     pd.testing.assert_frame_equal(store.read_candles("binance", "BTC/USDT"), df, check_exact=True)
     part = store.read_candles("binance", "BTC/USDT", T0 + 1500 * FIVE, T0 + 3500 * FIVE)
     pd.testing.assert_frame_equal(part, df.iloc[1500:3500].reset_index(drop=True), check_exact=True)
@@ -527,12 +529,12 @@ def test_postgres_packed_read_sorts_rows_that_arrive_out_of_order():
     """`string_agg` keeps the ordered subquery's order in practice; the reader does not rely on it."""
     df = _random_candles(5, seed=2)
     ms = df["timestamp"].to_numpy(dtype="datetime64[ms]").astype(np.int64)
-    rec = np.empty(5, dtype=candles_mod._PG_RECORD)
+    rec = np.empty(5, dtype=pg_mod._PG_RECORD)
     rec["t"] = ms
     for c in ["open", "high", "low", "close", "volume"]:
         rec[c] = df[c].to_numpy()
     body = rec[[3, 0, 4, 1, 2]].tobytes()
-    out = candles_mod._PG_HEADER + b"\x00\x01" + len(body).to_bytes(4, "big") + body + candles_mod._PG_TRAILER
+    out = pg_mod._PG_HEADER + b"\x00\x01" + len(body).to_bytes(4, "big") + body + pg_mod._PG_TRAILER
 
     class FakeCursor:
         def execute(self, *_a):
@@ -547,18 +549,18 @@ def test_postgres_packed_read_sorts_rows_that_arrive_out_of_order():
         def copy_expert(self, _sql, sink, _size):
             sink.write(out)
 
-    got = candles_mod.read_postgres(FakeCursor(), "binance", "X/Y", candles_mod.MIN_MS, candles_mod.MAX_MS)
+    got = pg_mod.read_series(FakeCursor(), "binance", "X/Y", candles_mod.MIN_MS, candles_mod.MAX_MS)
     pd.testing.assert_frame_equal(got, df, check_exact=True)
-    null_row = candles_mod._PG_HEADER + b"\x00\x01\xff\xff\xff\xff" + candles_mod._PG_TRAILER
-    assert len(candles_mod._parse_pg_packed(null_row)) == 0
-    assert len(candles_mod._parse_pg_packed(candles_mod._PG_HEADER + candles_mod._PG_TRAILER)) == 0
+    null_row = pg_mod._PG_HEADER + b"\x00\x01\xff\xff\xff\xff" + pg_mod._PG_TRAILER
+    assert len(pg_mod._parse_pg_packed(null_row)) == 0
+    assert len(pg_mod._parse_pg_packed(pg_mod._PG_HEADER + pg_mod._PG_TRAILER)) == 0
 
 
 def test_universe_snapshot_hides_a_series_created_meanwhile(store, db_url, monkeypatch):
     store.read_workers = 1
     store.upsert_candles(SIX, exchange="binance", symbol="OLD/USDT", source="ccxt")
-    name = "read_sqlite" if store.dialect == "sqlite" else "read_postgres"
-    real = getattr(candles_mod, name)
+    mod, name = (sqlite_mod, "read") if store.dialect == "sqlite" else (pg_mod, "read_series")
+    real = getattr(mod, name)
     writer = Store(db_url)
 
     def read_then_write(cur, exchange, symbol, lo, hi):
@@ -569,7 +571,7 @@ def test_universe_snapshot_hides_a_series_created_meanwhile(store, db_url, monke
             )
         return out
 
-    monkeypatch.setattr(candles_mod, name, read_then_write)
+    monkeypatch.setattr(mod, name, read_then_write)
     universe = store.read_universe("binance", ["OLD/USDT", "NEW/USDT"])
     assert [len(f) for f in universe.values()] == [6, 0]
     monkeypatch.undo()

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline.store import RequestAlreadyRecorded, Store
-from pipeline.store import results as results_mod
+from pipeline.store import runs as results_mod
 
 UTC = "UTC"
 T = pd.Timestamp("2024-03-01 10:00", tz=UTC)

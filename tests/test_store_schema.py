@@ -20,6 +20,9 @@ TABLES = {
     "strategy_performance",
     "ranking_snapshots",
     "ranking_rows",
+    "paper_decisions",
+    "paper_trades",
+    "paper_candles",
 }
 
 
@@ -59,7 +62,7 @@ def test_migrate_creates_every_table_and_twice_is_a_noop(empty_store):
     empty_store.migrate()
     first = _schema_snapshot(empty_store)
     assert set(first) >= TABLES
-    assert empty_store.schema_revision() == head_revision() == "0001"
+    assert empty_store.schema_revision() == head_revision() == "0003"
     empty_store.migrate()
     assert _schema_snapshot(empty_store) == first
     with empty_store.engine.connect() as conn:

@@ -34,7 +34,8 @@ def test_unknown_strategy_lists_valid_names():
 @pytest.mark.parametrize(
     ("params", "match"),
     [
-        ({"rsi_lo": 30}, "unknown parameters \\['rsi_lo'\\].*rsi_low: float = 40.0"),
+        # the valid parameters are listed with their type, range and default
+        ({"rsi_lo": 30}, "unknown parameters \\['rsi_lo'\\].*rsi_low: float in \\[0, 100\\], default 40.0"),
         ({"rsi_low": "abc"}, "rsi_low.*must be float"),
         ({"rsi_low": 70, "rsi_high": 60}, "rsi_low .* must be <= rsi_high"),
         ({"max_atr_pct": -1}, "max_atr_pct.*>= 0"),

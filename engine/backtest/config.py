@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from engine.backtest import config_checks as checks
+from engine.portfolio import check_capital
+from engine.sizing import check_sizing
 from engine.timeframes import hours_ms, timeframe_ms
 
 
@@ -34,6 +36,12 @@ class WalkForwardConfig:
     confidence: float = 0.95
     seed: int = 0
     cost_levels_bps: tuple[float, ...] = field(default=(0.0, 10.0, 20.0, 30.0))
+    # portfolio mode (docs/portfolio.md): sizing rule, per-position cap, compounding sleeves
+    sizing: str = "equal"
+    max_weight: float | None = None
+    position_fraction: float | None = None
+    compounding: bool = False
+    initial_capital: float = 1.0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -57,6 +65,19 @@ class WalkForwardConfig:
                                                        high=checks.MAX_BOOTSTRAP_SAMPLES))
         set_(self, "seed", checks.integer("seed", self.seed, low=0, high=2**63 - 1))
         set_(self, "cost_levels_bps", checks.cost_levels(self.cost_levels_bps, self.slippage_bps))
+        self._check_portfolio_fields()
+
+    def _check_portfolio_fields(self) -> None:
+        """Sizing and compounding settings (kept apart: portfolio mode is opt-in)."""
+        try:
+            sizing = check_sizing(self.sizing, self.max_weight, self.position_fraction, self.max_positions)
+            capital = check_capital(self.compounding, self.initial_capital, self.window_ms, self.shift_ms)
+        except ValueError as exc:
+            raise ValueError(f"WalkForwardConfig: {exc}") from None
+        for name, value in zip(("sizing", "max_weight", "position_fraction"), sizing, strict=True):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "initial_capital", capital)
+        object.__setattr__(self, "compounding", bool(self.compounding))
 
     @property
     def window_ms(self) -> int:

@@ -1,6 +1,8 @@
 """One evaluation step shared by backtests and live rankings: cross-section, gates, score, rank, weights.
 
-Reads only information-set columns of the panel; outcome columns are left untouched.
+Reads only information-set columns of the panel; outcome columns are left untouched. Risk gates and
+weights go through `engine.backtest.contract`, so a `RiskManager.allow_symbol` or `Allocator.allocate`
+override is what every evaluation applies.
 """
 
 from __future__ import annotations
@@ -8,16 +10,40 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from engine.backtest.config import WalkForwardConfig
+from engine.backtest.contract import allocation_weights, risk_gates
 from engine.risk import RISK_GATE_LABELS, Allocator, RiskManager
+from engine.sizing import make_allocator
 from engine.strategies.base import TradingStrategy
 
 
-def require_risk_objects(strategy: TradingStrategy, warmup_bars: int, max_positions: int) -> tuple[RiskManager, Allocator]:
-    """A strategy without explicit risk gates and allocator cannot run."""
+def require_risk_objects(
+    strategy: TradingStrategy,
+    warmup_bars: int,
+    max_positions: int,
+    *,
+    cfg: WalkForwardConfig | None = None,
+    allocator: Allocator | None = None,
+) -> tuple[RiskManager, Allocator]:
+    """A strategy without explicit risk gates and allocator cannot run.
+
+    The allocator is `allocator` when given, else the strategy's own when it overrides `allocator()`,
+    else the sizing rule of `cfg` (`equal`, today's `1/n`, by default). Sizing settings in `cfg` that a
+    strategy's or a passed allocator would silently ignore are refused.
+    """
     if not isinstance(strategy, TradingStrategy):
         raise TypeError(f"expected a TradingStrategy (see engine.strategies.get_strategy), got {type(strategy).__name__}")
     risk = strategy.risk_manager(warmup_bars)
-    allocator = strategy.allocator(max_positions)
+    custom = allocator is not None or type(strategy).allocator is not TradingStrategy.allocator
+    if custom and cfg is not None and (cfg.sizing != "equal" or cfg.max_weight is not None):
+        who = "the allocator passed in" if allocator is not None else f"strategy {strategy.name!r}'s own allocator()"
+        raise ValueError(f"sizing={cfg.sizing!r}, max_weight={cfg.max_weight!r} would be ignored: {who} decides "
+                         "the weights; leave the config's sizing at its defaults or size inside that allocator")
+    if allocator is None:
+        if custom or cfg is None:
+            allocator = strategy.allocator(max_positions)
+        else:
+            allocator = make_allocator(cfg.sizing, max_positions, cfg.max_weight, cfg.position_fraction)
     if not isinstance(risk, RiskManager):
         raise TypeError(f"strategy {strategy.name!r} returned no RiskManager; it cannot run without risk gates")
     if not isinstance(allocator, Allocator):
@@ -32,16 +58,20 @@ def evaluate(
     allocator: Allocator,
 ) -> pd.DataFrame:
     """Gate columns, `candidate`, `score`, `rank` (1 = best candidate) and `weight` for each panel row."""
-    gates = pd.concat([risk.gates(panel), strategy.signal_gates(panel)], axis=1)
+    risk_cols = risk_gates(risk, panel)
+    reasons = risk_cols.pop("risk_reasons") if "risk_reasons" in risk_cols else None
+    gates = pd.concat([risk_cols, strategy.signal_gates(panel)], axis=1)
     gates = gates.fillna(False).astype(bool)
     eligible = panel["eligible"].to_numpy(dtype=bool)
     score = np.where(eligible, strategy.score(panel).to_numpy(np.float64), np.nan)
     candidate = eligible & gates.all(axis=1).to_numpy() & np.isfinite(score)
     rank = _rank_candidates(panel["decision_ms"].to_numpy(), panel["symbol"].astype(str).to_numpy(), score, candidate)
-    weight = allocator.allocate_panel(pd.Series(rank), pd.Series(panel["decision_ms"].to_numpy())).to_numpy()
+    weight = allocation_weights(allocator, rank, panel)
     out = panel.copy(deep=False)  # new columns only: the panel's data is not copied
     for col in gates.columns:
         out[col] = gates[col].to_numpy()
+    if reasons is not None:
+        out["risk_reasons"] = reasons.to_numpy()
     out["score"], out["candidate"], out["rank"] = score, candidate, rank
     out["weight"], out["selected"] = weight, weight > 0
     return out
@@ -68,7 +98,8 @@ def gate_reasons(panel: pd.DataFrame, strategy: TradingStrategy) -> pd.Series:
     reasons = []
     for _, row in panel.iterrows():
         why = [] if row.get("has_entry", True) else ["no entry candle at t-5m"]
-        why += [label for col, label in labels.items() if col in row and not bool(row[col])]
+        why += [(row.get("risk_reasons") or label) if col == "gate_risk" else label
+                for col, label in labels.items() if col in row and not bool(row[col])]
         if not row.get("eligible", True) and row.get("has_entry", True) and row.get("gate_warmup", True):
             why.append("features not yet defined")
         if row.get("eligible", False) and not np.isfinite(row.get("score", np.nan)):

@@ -152,8 +152,19 @@ def symbol_panel(
         "entry_price": entry_price,
     }
     info.update({name: values[bar_idx] for name, values in hist.features.items()})
+    # outcome: candles with open time in [t, t + window), computed apart from the information set
+    return info, window_outcome(ts, close, hist.low, t, window_ms, entry_price)
 
-    # outcome: candles with open time in [t, t + window)
+
+def window_outcome(
+    ts: np.ndarray, close: np.ndarray, low: np.ndarray, t: np.ndarray, window_ms: int, entry_price: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The trade outcome of long entries at `t` (SPEC section 3), from one symbol's sorted 5m candles.
+
+    Exit = close of the last candle with open time in `[t, t + window)`; void when there is none;
+    drawdown = min(low in the window) / entry - 1, clipped at 0; `gross_ratio` = exit / entry (costs are
+    applied by the caller with `engine.stats.net_return`). Backtests and paper settlement both use it.
+    """
     i0 = np.searchsorted(ts, t, side="left")
     i1 = np.searchsorted(ts, t + window_ms, side="left")
     void = i1 == i0
@@ -161,9 +172,9 @@ def symbol_panel(
     exit_price = np.where(void, np.nan, close[last]) if len(ts) else np.full(len(t), np.nan)
     exit_ms = np.where(void, -1, ts[last] + BASE_MS) if len(ts) else np.full(len(t), -1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        max_dd = np.minimum(_range_min(hist.low, i0, i1) / entry_price - 1.0, 0.0)
+        max_dd = np.minimum(_range_min(low, i0, i1) / entry_price - 1.0, 0.0)
         gross_ratio = exit_price / entry_price
-    outcome = {
+    return {
         "exit_price": exit_price,
         "exit_ms": exit_ms,
         "max_drawdown": np.where(void, np.nan, max_dd),
@@ -171,7 +182,6 @@ def symbol_panel(
         "void": void,
         "gross_ratio": gross_ratio,
     }
-    return info, outcome
 
 
 def _range_min(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 At each decision time `t` a strategy sees only candles closed at `t`: feature bars with `H + tf <= t` and
 the entry candle stamped `t - 5m`. Each window `[t, t + window)` is an independent long-only trade set
-with equal weights; portfolio statistics use the non-compounded sleeve curve.
+weighted by the allocator (equal by default); portfolio statistics use the non-compounded sleeve curve, and
+`result.equity` the capital curve of portfolio mode (compounding optional, see engine.portfolio).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,8 @@ from engine.backtest.evaluate import evaluate, require_risk_objects
 from engine.backtest.panel import PreparedHistories, build_panel, prepare_histories
 from engine.features import default_warmup_bars
 from engine.metrics import curve_metrics, equity_curve, symbol_metrics, trade_metrics
+from engine.portfolio import portfolio_curve
+from engine.risk import Allocator
 from engine.stats import RunStatistics, net_return, run_statistics
 from engine.strategies.base import TradingStrategy
 from engine.timeframes import BASE_MS, ms_index
@@ -50,6 +54,8 @@ class WalkForwardResult:
     cost_sensitivity: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: every eligible (decision time, symbol) row with its score and outcome, for diagnostics
     panel: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    #: capital curve by decision time: total_equity, sleeve_<j>, drawdown, cash_share, marked_at
+    equity: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: one row per UTC month (engine.stats.summary.MONTHLY_COLUMNS) and the rank IC per decision time
     monthly: pd.DataFrame = field(default_factory=pd.DataFrame)
     rank_ic: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -60,20 +66,29 @@ class WalkForwardResult:
         parts = [f"{k}={self.metrics.get(k)!r}" for k in keys]
         return f"{self.strategy}: " + ", ".join(parts)
 
+    def report(self, path: str | Path) -> Path:
+        """Write a self-contained HTML report of this run (engine.report.write_report); return its path."""
+        from engine.report import write_report  # lazy: matplotlib loads only when a report is written
+
+        return write_report(self, path)
+
 
 def run_walk_forward(
     candles_by_symbol: Mapping[str, pd.DataFrame] | PreparedHistories,
     strategy: TradingStrategy,
     cfg: WalkForwardConfig | None = None,
+    *,
+    allocator: Allocator | None = None,
 ) -> WalkForwardResult:
     """Run `strategy` over `candles_by_symbol` (symbol -> 5m candle frame) with the walk-forward rules.
 
     `candles_by_symbol` may also be `prepare_histories(candles, cfg.feature_timeframe)`: the features are
-    then not computed again (several strategies or configurations over the same data).
+    then not computed again (several strategies or configurations over the same data). `allocator`
+    replaces the sizing rule (default: the strategy's `allocator()` or `cfg.sizing`).
     """
     cfg = cfg or WalkForwardConfig()
     warmup = cfg.warmup_bars or default_warmup_bars()
-    risk, allocator = require_risk_objects(strategy, warmup, cfg.max_positions)
+    risk, allocator = require_risk_objects(strategy, warmup, cfg.max_positions, cfg=cfg, allocator=allocator)
     histories = prepare_histories(candles_by_symbol, cfg.feature_timeframe)
     feature_cols = histories.feature_cols
     decision_ms = _decision_times(histories, cfg, warmup)
@@ -91,6 +106,8 @@ def run_walk_forward(
     windows = _windows(evaluated, decision_ms, cfg)
     metrics, stats = _metrics(trades, windows, evaluated, decision_ms, cfg, strategy)
     windows["null_mean_return"], windows["null_std_return"] = stats.null_mean_return, stats.null_std_return
+    equity, equity_metrics = portfolio_curve(windows, decision_ms, cfg)
+    metrics.update(equity_metrics)
     return WalkForwardResult(
         strategy=strategy.name,
         params=dict(strategy.params),
@@ -101,6 +118,7 @@ def run_walk_forward(
         symbol_metrics=symbol_metrics(trades),
         cost_sensitivity=stats.cost_sensitivity,
         panel=evaluated,
+        equity=equity,
         monthly=stats.monthly,
         rank_ic=stats.rank_ic,
     )

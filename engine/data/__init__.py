@@ -7,10 +7,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.data.base import BadSymbolError, MarketDataProvider, ProviderError
+from engine.data.base import (
+    COVERAGE_ATTR,
+    BadSymbolError,
+    Coverage,
+    MalformedDataError,
+    MarketDataProvider,
+    ProviderError,
+    TimeRange,
+    missing_ranges,
+)
 from engine.data.ccxt_provider import CcxtProvider
-from engine.data.files import FilesProvider, read_candle_file
+from engine.data.files import DATA_DIRS_ENV, FilesProvider, allowed_data_dirs, read_candle_file
 from engine.data.nobitex import NobitexProvider
+from engine.data.nobitex_units import PriceUnitError
 from engine.data.sample import SAMPLE_DIR, load_sample_candles, sample_provider, sample_symbols
 from engine.data.synthetic import SyntheticProvider
 
@@ -35,17 +45,25 @@ def make_provider(kind: str, **options: Any) -> MarketDataProvider:
 
 
 __all__ = [
+    "COVERAGE_ATTR",
+    "DATA_DIRS_ENV",
     "PROVIDER_KINDS",
     "SAMPLE_DIR",
     "BadSymbolError",
     "CcxtProvider",
+    "Coverage",
     "FilesProvider",
+    "MalformedDataError",
     "MarketDataProvider",
     "NobitexProvider",
+    "PriceUnitError",
     "ProviderError",
     "SyntheticProvider",
+    "TimeRange",
+    "allowed_data_dirs",
     "load_sample_candles",
     "make_provider",
+    "missing_ranges",
     "read_candle_file",
     "sample_provider",
     "sample_symbols",

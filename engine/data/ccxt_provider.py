@@ -1,9 +1,11 @@
-"""5m candles from any ccxt exchange, with our own pagination, rate limiting and retries.
+"""5m candles from any ccxt exchange, with our own pagination, rate limiting, retries and coverage.
 
 Why not ccxt's `paginate` option: it silently ignores an old `since` on some exchanges and hides
 progress, so we walk the range ourselves (`since` = last open time + 5m, the exchange's max `limit`, an
-`until` bound) and stop on an empty page or a page that makes no progress. ccxt is imported lazily so
-`import engine.data` stays fast.
+`until` bound) and keep the evidence for every hole (see `engine.data._walk`): an empty page or an
+ignored `since` is retried and then reported missing, never taken as "no data". Each page is checked
+on its own (`engine.data._pages`), so a malformed answer names the exchange, the symbol and the page.
+ccxt is imported lazily so `import engine.data` stays fast.
 """
 
 from __future__ import annotations
@@ -22,9 +24,16 @@ from engine.data._common import (
     resolve_now,
     to_ms,
 )
-from engine.data.base import BadSymbolError, MarketDataProvider, ProviderError
-from engine.schemas import BASE_MS, OHLCV_COLUMNS, empty_candles
-from engine.timeframes import ms_index
+from engine.data._pages import clean_page, concat_pages, page_label, page_ms, rows_to_frame
+from engine.data._walk import walk
+from engine.data.base import (
+    COVERAGE_ATTR,
+    BadSymbolError,
+    MalformedDataError,
+    MarketDataProvider,
+    ProviderError,
+)
+from engine.data.coverage import build_coverage
 
 TIMEFRAME = "5m"
 DEFAULT_LIMIT = 500
@@ -84,7 +93,14 @@ class CcxtProvider(MarketDataProvider):
         limit: int | None = None,
         max_backoff: float = 60.0,
         timeout_ms: int = 30_000,
+        incomplete_retries: int = 2,
+        max_retry_after: float = 300.0,
     ) -> None:
+        for name, value in (("max_retries", max_retries), ("incomplete_retries", incomplete_retries)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ProviderError(f"ccxt option {name} must be a whole number >= 0, got {value!r}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ProviderError(f"ccxt option limit must be a whole number >= 1, got {limit!r}")
         if exchange is None:
             ccxt = _ccxt()
             if exchange_id not in ccxt.exchanges:
@@ -101,6 +117,8 @@ class CcxtProvider(MarketDataProvider):
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.max_backoff = max_backoff
+        self.incomplete_retries = incomplete_retries
+        self.max_retry_after = float(max_retry_after)
         self.limit = limit or exchange_limit(exchange)
         self._sleep = sleep
         self._clock = clock
@@ -123,56 +141,110 @@ class CcxtProvider(MarketDataProvider):
     ) -> pd.DataFrame:
         start_ms, end_ms = to_ms(start), to_ms(end)
         now_ms = resolve_now(now, self._clock)
-        stop_ms = min(end_ms, closed_bound_ms(now_ms))  # exclusive bound on wanted open times
-        cursor = ceil_grid(start_ms)
-        rows: list[list[Any]] = []
-        first = True
-        while cursor < stop_ms:
-            if not first:
-                self._sleep(float(getattr(self._exchange, "rateLimit", 0) or 0) / 1000.0)
-            first = False
-            page = self._fetch_page(symbol, cursor, stop_ms - 1)
-            if not page:
-                break
-            last_open = max(int(r[0]) for r in page)
-            rows.extend(page)
-            if last_open < cursor:  # exchange ignored `since`: no progress, do not loop forever
-                break
-            cursor = last_open + BASE_MS
-        return finalize_candles(self._to_frame(rows), symbol, start_ms, end_ms, now_ms)
+        lo, hi = ceil_grid(start_ms), min(end_ms, closed_bound_ms(now_ms))
+        pager = _CcxtPager(self, symbol, hi)
+        result = walk(
+            pager, lo, hi, retries=self.incomplete_retries, backoff=self._backoff, sleep=self._sleep
+        )
+        df = finalize_candles(concat_pages(result.frames), symbol, start_ms, end_ms, now_ms)
+        df.attrs[COVERAGE_ATTR] = build_coverage(
+            df, symbol=symbol, source=self.describe(), start_ms=start_ms, end_ms=end_ms, now_ms=now_ms,
+            confirmed=result.confirmed, suspects=result.suspects, notes=pager.notes + result.notes,
+            details={"requests": pager.requests, "incomplete_retries": result.retries},
+        )  # fmt: skip
+        return df
 
-    def _fetch_page(self, symbol: str, since: int, until: int) -> list[list[Any]]:
-        """One request, retried with exponential backoff on transient errors only."""
+    def _backoff(self, attempt: int) -> float:
+        return min(self.backoff_base * 2**attempt, self.max_backoff)
+
+    def request(self, symbol: str, since: int, limit: int, until: int | None, where: str) -> list[Any]:
+        """One fetchOHLCV call, retried with backoff on transient errors only (429: `Retry-After`)."""
         ccxt = _ccxt()
-        where = f"{self._exchange_id} {symbol!r}"
+        params = {"until": until} if until is not None else {}
         attempt = 0
         while True:
             try:
-                page = self._exchange.fetch_ohlcv(
-                    symbol, TIMEFRAME, since=since, limit=self.limit, params={"until": until}
-                )
-                return list(page or [])
+                return self._exchange.fetch_ohlcv(symbol, TIMEFRAME, since=since, limit=limit, params=params)
             except ccxt.BadSymbol as exc:
                 raise BadSymbolError(f"{self._exchange_id} does not know symbol {symbol!r}: {exc}") from exc
-            except ccxt.OperationFailed as exc:  # NetworkError, DDoSProtection, RateLimitExceeded, ...
+            except (ccxt.OperationFailed, ccxt.BadResponse) as exc:  # network, 5xx, 429, garbled body
                 if attempt >= self.max_retries:
                     raise ProviderError(
                         f"{where}: giving up after {attempt + 1} attempts ({type(exc).__name__}: {exc})"
                     ) from exc
-                self._sleep(min(self.backoff_base * 2**attempt, self.max_backoff))
+                delay = self._backoff(attempt)
+                if isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
+                    delay = max(delay, self._retry_after(where))
+                self._sleep(delay)
                 attempt += 1
             except ccxt.BaseError as exc:  # BadRequest, AuthenticationError, other ExchangeError
                 raise ProviderError(
                     f"{where}: {type(exc).__name__} from exchange {self._exchange_id} "
                     f"for symbol {symbol!r}: {exc}"
                 ) from exc
+            except Exception as exc:  # ccxt failed to parse the answer (TypeError, KeyError, ...)
+                raise MalformedDataError(
+                    f"{where}: the exchange's answer could not be parsed ({type(exc).__name__}: "
+                    f"{str(exc)[:200]})"
+                ) from exc
 
-    @staticmethod
-    def _to_frame(rows: list[list[Any]]) -> pd.DataFrame:
-        if not rows:
-            return empty_candles()
-        df = pd.DataFrame([r[:6] for r in rows], columns=["ms", *OHLCV_COLUMNS])
-        out = pd.DataFrame({"timestamp": ms_index(df["ms"].astype("int64").to_numpy())})
-        for col in OHLCV_COLUMNS:
-            out[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-        return out
+    def _retry_after(self, where: str) -> float:
+        """Seconds from the last response's `Retry-After` header (0 when absent); refuses absurd waits."""
+        headers = getattr(self._exchange, "last_response_headers", None) or {}
+        raw = next((v for k, v in dict(headers).items() if str(k).lower() == "retry-after"), None)
+        try:
+            seconds = max(0.0, float(raw)) if raw is not None else 0.0
+        except (TypeError, ValueError):
+            return 0.0
+        if seconds > self.max_retry_after:
+            raise ProviderError(
+                f"{where}: rate limited by {self._exchange_id} for {seconds:.0f} s (Retry-After), more than "
+                f"max_retry_after={self.max_retry_after:.0f} s; try again later"
+            )
+        return seconds
+
+
+class _CcxtPager:
+    """The walk's view of one symbol on a ccxt exchange (see `engine.data._walk.Pager`)."""
+
+    overlap_ok = False
+    strict_end = False
+
+    def __init__(self, provider: CcxtProvider, symbol: str, hi: int) -> None:
+        self.p, self.symbol, self.hi = provider, symbol, hi
+        self.requests = 0
+        self.notes: list[str] = []
+
+    def _call(self, since: int, limit: int, until: int | None) -> pd.DataFrame:
+        where = self.label(since)
+        if self.requests:
+            self.p._sleep(float(getattr(self.p.client, "rateLimit", 0) or 0) / 1000.0)  # polite spacing
+        self.requests += 1
+        raw = self.p.request(self.symbol, since, limit, until, where)
+        page, notes = clean_page(rows_to_frame(raw, where), self.symbol, where)
+        self.notes.extend(notes)
+        return page
+
+    def window_end(self, cursor: int) -> int:
+        return self.hi
+
+    def label(self, cursor: int) -> str:
+        return page_label(self.p.exchange, self.symbol, cursor)
+
+    def page(self, cursor: int) -> pd.DataFrame:
+        return self._call(cursor, self.p.limit, self.hi - 1)  # until is inclusive on Binance
+
+    def probe(self, cursor: int) -> int | None:
+        """Ask `since=cursor, limit=1` with no upper bound: an exchange that honours `since` answers with
+        exactly its first candle at or after `cursor` (or nothing yet)."""
+        page = self._call(cursor, 1, None)
+        ms = page_ms(page) if len(page) else []
+        if len(ms) != 1 or ms[0] < cursor:
+            return None
+        return int(ms[0])
+
+    def verify_head(self, cursor: int, first: int) -> bool:
+        return self.probe(cursor) == first
+
+    def tail_listed(self, cursor: int, rows: int) -> bool:
+        return False  # a short page may be truncated: ask again from the slot after its last candle

@@ -1,47 +1,74 @@
-"""Candles from local files: our CSV/Parquet format and Binance public-data kline archives.
+"""Candles from local files (formats: `engine.data.file_formats`), confined to configured data folders.
 
-Formats
-- ours: header `timestamp,open,high,low,close,volume`, integer epoch-ms timestamps, one symbol per file
-  named like `ETH_BTC-5m.csv` (`.csv.gz` and `.parquet` too); symbol "ETH/BTC" <-> "ETH_BTC".
-- Binance public data (data.binance.vision): `ETHBTC-5m-2018-01.zip` holding a headerless 12-column
-  CSV (or that CSV unzipped). Spot files from 2025 use microsecond timestamps; older ones milliseconds.
-  The unit is detected per value (>= 1e14 means microseconds) so a file mixing both still reads right.
+Why confined: the folder comes from a universe file or a Launchpad resource config, so without a
+boundary any path on the host could be read (and, through error messages, partly shown). The root and
+every file it yields, after resolving symlinks and `..`, must lie inside one of the allowed folders:
+`$CRYPTO4H_DATA_DIRS` (os.pathsep-separated), by default the repository's `data/` folder and the
+bundled sample `engine/sample_data`.
 
-Why errors name lines: a bad file is a user problem, so the message says which file, which line and
-what is wrong. Parsed files are cached per provider instance (keyed by path, size and mtime) so
-fetching a month one day at a time parses each file once.
+Coverage (see `engine.data.coverage`): a file is the source's record for the span it holds, so holes
+between a file's first and last candle are confirmed empty. Slots outside every file's span are
+missing, and so is the part of a dated Binance archive's span (from its name, e.g. a month) that its
+candles do not reach: a truncated download must not pass for complete.
+
+Parsed files are cached per provider instance (keyed by path, size and mtime) so fetching a month one
+day at a time parses each file once.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
+import os
 import re
-import zipfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from engine.data._common import Clock, finalize_candles, resolve_now, to_ms
-from engine.data.base import BadSymbolError, MarketDataProvider, ProviderError
-from engine.schemas import OHLCV_COLUMNS, CandleValidationError, empty_candles, validate_candles
-from engine.timeframes import ms_index
+from engine.data.base import COVERAGE_ATTR, BadSymbolError, MarketDataProvider, ProviderError
+from engine.data.coverage import build_coverage
+from engine.data.file_formats import (
+    DUPLICATE_POLICIES,
+    SUFFIXES,
+    DuplicateCandlesWarning,
+    read_candle_file,
+    resolve_duplicates,
+    stem,
+    symbol_from_path,
+)
+from engine.schemas import timestamps_ms
+from engine.timeframes import BASE_MS
 
-SUFFIXES = (".csv", ".csv.gz", ".parquet", ".zip")
+DATA_DIRS_ENV = "CRYPTO4H_DATA_DIRS"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATA_DIRS = (REPO_ROOT / "data", Path(__file__).resolve().parent.parent / "sample_data")
 #: glob patterns relative to the root; {symbol} is "ETH_BTC", {pair} is "ETHBTC"
 DEFAULT_PATTERNS = ("**/{symbol}-5m.*", "**/{pair}-5m.*", "**/{pair}-5m-*")
-BINANCE_KLINE_COLUMNS = (
-    "open_time", "open", "high", "low", "close", "volume", "close_time",
-    "quote_volume", "count", "taker_buy_base_volume", "taker_buy_quote_volume", "ignore",
-)  # fmt: skip
-MICROS_THRESHOLD = 10**14  # epoch ms stays below this until the year 5138; epoch us is above since 1973
-MIN_MS = 10**11  # 1973-03-03 in ms: anything smaller is not a plausible ms/us timestamp
-MAX_US = 10**17  # 5138 in us
-_TIME_NAMES = ("timestamp", "open_time", "time")
 _DATED_STEM = re.compile(r"-(\d{4})-(\d{2})(?:-(\d{2}))?$")
 _SYMBOL_STEM = re.compile(r"^([A-Za-z0-9_]+)-5m(?:$|-)")
+
+__all__ = ["FilesProvider", "allowed_data_dirs", "file_symbol", "read_candle_file", "symbol_from_path"]
+
+
+# -- confinement ---------------------------------------------------------------------------------------
+def allowed_data_dirs() -> tuple[Path, ...]:
+    """The folders the files provider may read (resolved): `$CRYPTO4H_DATA_DIRS` or the defaults."""
+    raw = os.environ.get(DATA_DIRS_ENV, "")
+    dirs = [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()] if raw.strip() else []
+    return tuple(p.resolve() for p in (dirs or DEFAULT_DATA_DIRS))
+
+
+def _inside(path: Path, dirs: Sequence[Path]) -> bool:
+    return any(path == d or path.is_relative_to(d) for d in dirs)
+
+
+def _not_allowed(path: Path, dirs: Sequence[Path], what: str) -> ProviderError:
+    shown = ", ".join(str(d) for d in dirs)
+    return ProviderError(
+        f"{path}: {what} ({shown}); move the data there or add its folder to {DATA_DIRS_ENV} (folders "
+        f"separated by {os.pathsep!r})"
+    )
 
 
 # -- names ---------------------------------------------------------------------------------------------
@@ -50,29 +77,13 @@ def file_symbol(symbol: str) -> str:
     return symbol.replace("/", "_")
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in sorted(SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
 def _supported(path: Path) -> bool:
     return path.is_file() and any(path.name.lower().endswith(s) for s in SUFFIXES)
 
 
-def symbol_from_path(path: str | Path) -> str:
-    """ "ETH_BTC-5m.csv.gz" -> "ETH/BTC"; Binance "ETHBTC-5m-2018-01.zip" -> "ETHBTC" (no separator)."""
-    stem = _stem(Path(path))
-    m = _SYMBOL_STEM.match(stem)
-    token = m.group(1) if m else stem.split("-")[0]
-    return token.replace("_", "/")
-
-
 def _file_span_ms(path: Path) -> tuple[int, int] | None:
     """[start, end) covered by a dated Binance archive name (monthly or daily), else None."""
-    m = _DATED_STEM.search(_stem(path))
+    m = _DATED_STEM.search(stem(path))
     if not m:
         return None
     year, month, day = int(m.group(1)), int(m.group(2)), m.group(3)
@@ -88,165 +99,9 @@ def _file_span_ms(path: Path) -> tuple[int, int] | None:
     return to_ms(start), to_ms(end)
 
 
-# -- parsing -------------------------------------------------------------------------------------------
-def _first_line(path: Path) -> str:
-    name = path.name.lower()
-    if name.endswith(".zip"):
-        with zipfile.ZipFile(path) as zf:
-            members = [i for i in zf.infolist() if not i.is_dir()]
-            if len(members) != 1:
-                raise ProviderError(
-                    f"{path}: expected exactly one file in the zip archive, found "
-                    f"{[m.filename for m in members]}"
-                )
-            with zf.open(members[0]) as fh:
-                return io.TextIOWrapper(fh, encoding="utf-8").readline()
-    if name.endswith(".gz"):
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            return fh.readline()
-    with open(path, encoding="utf-8") as fh:
-        return fh.readline()
-
-
-def _looks_numeric(field: str) -> bool:
-    try:
-        float(field.strip().strip('"'))
-    except ValueError:
-        return False
-    return True
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    """Raw table with columns timestamp + OHLCV, indexed by 1-based line numbers."""
-    try:
-        first = _first_line(path)
-    except (OSError, UnicodeDecodeError, zipfile.BadZipFile, EOFError) as exc:
-        raise ProviderError(f"{path}: cannot read file ({exc})") from exc
-    if not first.strip():
-        raise ProviderError(f"{path}: line 1: file is empty")
-    headerless = _looks_numeric(first.split(",")[0])
-    try:
-        raw = pd.read_csv(
-            path,
-            header=None if headerless else 0,
-            compression="infer",
-            skip_blank_lines=False,
-            low_memory=False,
-        )
-    except (pd.errors.ParserError, ValueError, OSError, UnicodeDecodeError, EOFError) as exc:
-        raise ProviderError(f"{path}: cannot parse as CSV ({str(exc).strip()})") from exc
-    first_data_line = 1 if headerless else 2
-    if headerless:
-        if raw.shape[1] < 6:
-            raise ProviderError(
-                f"{path}: line 1: expected at least 6 columns (open time, open, high, low, close, "
-                f"volume; Binance klines have 12), found {raw.shape[1]}"
-            )
-        raw = raw.iloc[:, :6]
-        raw.columns = ["timestamp", *OHLCV_COLUMNS]
-    else:
-        raw.columns = [str(c).strip().lower() for c in raw.columns]
-        time_col = next((c for c in _TIME_NAMES if c in raw.columns), None)
-        missing = [c for c in OHLCV_COLUMNS if c not in raw.columns]
-        if time_col is None or missing:
-            need = ["timestamp", *OHLCV_COLUMNS]
-            raise ProviderError(
-                f"{path}: line 1: header {list(raw.columns)} lacks columns "
-                f"{missing + ([] if time_col else ['timestamp'])} (need {need})"
-            )
-        raw = raw[[time_col, *OHLCV_COLUMNS]].rename(columns={time_col: "timestamp"})
-    blank = raw.isna().all(axis=1)
-    raw = raw.loc[~blank]
-    raw.index = raw.index + first_data_line  # row labels are now 1-based line numbers
-    return raw
-
-
-def _numeric(raw: pd.DataFrame, path: Path, where: str) -> pd.DataFrame:
-    """Every value numeric and present, or a ProviderError naming the first bad line and column."""
-    out = {}
-    for col in raw.columns:
-        values = raw[col]
-        num = values if pd.api.types.is_numeric_dtype(values) else pd.to_numeric(values, errors="coerce")
-        bad = num.isna()
-        if bad.any():
-            label = bad.idxmax()
-            shown = values.loc[label]
-            what = "missing value" if pd.isna(shown) else f"non-numeric value {shown!r}"
-            raise ProviderError(f"{path}: {where} {label}: {what} in column {col!r}")
-        out[col] = num
-    return pd.DataFrame(out, index=raw.index)
-
-
-def _epoch_ms(ts: pd.Series, path: Path, where: str) -> np.ndarray:
-    """Integer epoch ms from ms or us values, decided per value."""
-    values = ts.to_numpy()
-    if not np.issubdtype(values.dtype, np.integer):
-        frac = values != np.floor(values)
-        if frac.any():
-            label = ts.index[int(np.argmax(frac))]
-            raise ProviderError(f"{path}: {where} {label}: timestamp {values[frac][0]!r} is not an integer")
-    ints = values.astype(np.int64)
-    bad = (ints < MIN_MS) | (ints >= MAX_US)
-    if bad.any():
-        label = ts.index[int(np.argmax(bad))]
-        raise ProviderError(
-            f"{path}: {where} {label}: timestamp {ints[bad][0]} is neither epoch milliseconds nor "
-            f"microseconds"
-        )
-    return np.where(ints >= MICROS_THRESHOLD, ints // 1000, ints)
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    try:
-        raw = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
-        raise ProviderError(f"{path}: cannot read as Parquet ({exc})") from exc
-    raw.columns = [str(c).strip().lower() for c in raw.columns]
-    time_col = next((c for c in _TIME_NAMES if c in raw.columns), None)
-    missing = [c for c in OHLCV_COLUMNS if c not in raw.columns]
-    if time_col is None or missing:
-        raise ProviderError(f"{path}: columns {list(raw.columns)} lack {missing or ['timestamp']}")
-    raw = raw[[time_col, *OHLCV_COLUMNS]].rename(columns={time_col: "timestamp"}).reset_index(drop=True)
-    ts = raw["timestamp"]
-    if isinstance(ts.dtype, pd.DatetimeTZDtype):
-        raw["timestamp"] = ts.dt.tz_convert("UTC").to_numpy("datetime64[ms]").astype(np.int64)
-    elif pd.api.types.is_datetime64_dtype(ts):
-        raise ProviderError(f"{path}: timestamp column holds naive datetimes; store UTC epoch ms")
-    raw.index = raw.index + 1  # 1-based row numbers
-    return raw
-
-
-def read_candle_file(path: str | Path, symbol: str | None = None) -> pd.DataFrame:
-    """Read one candle file (any supported format) into a validated, sorted, de-duplicated frame.
-
-    `symbol` only labels error messages; by default it comes from the file name.
-    """
-    path = Path(path)
-    symbol = symbol or symbol_from_path(path)
-    if not path.is_file():
-        raise ProviderError(f"{path}: no such file")
-    if path.name.lower().endswith(".parquet"):
-        raw, where, labels = _read_parquet(path), "row", "1-based row numbers"
-    else:
-        raw = _read_csv(path)
-        where, labels = "line", "line numbers in the file"
-    num = _numeric(raw, path, where)
-    ms = _epoch_ms(num["timestamp"], path, where)
-    df = pd.DataFrame({"timestamp": ms_index(ms)}, index=num.index)
-    for col in OHLCV_COLUMNS:
-        df[col] = num[col].astype("float64")
-    df = df.sort_values("timestamp", kind="stable")
-    df = df[~df["timestamp"].duplicated(keep="last")]
-    try:
-        validate_candles(df, symbol, coerce=False)
-    except CandleValidationError as exc:
-        raise ProviderError(f"{path}: {exc}\n(row labels above are {labels})") from exc
-    return df.reset_index(drop=True)
-
-
 # -- provider ------------------------------------------------------------------------------------------
 class FilesProvider(MarketDataProvider):
-    """Closed 5m candles from a folder of candle files (see module docstring for formats)."""
+    """Closed 5m candles from a folder of candle files (see the module docstring)."""
 
     kind = "files"
     synthetic = False
@@ -257,15 +112,28 @@ class FilesProvider(MarketDataProvider):
         exchange: str = "binance",
         pattern: str | Sequence[str] | None = None,
         clock: Clock | None = None,
+        *,
+        duplicates: str = "error",
     ) -> None:
-        self.root = Path(root)
+        dirs = allowed_data_dirs()
+        given = Path(root).expanduser()
+        self.root = given.resolve()
+        if not _inside(self.root, dirs):
+            raise _not_allowed(given, dirs, "is not a directory under the allowed data folders")
         if not self.root.is_dir():
-            raise ProviderError(f"{self.root}: not a directory")
+            raise ProviderError(f"{given}: not a directory")
         self._exchange = exchange
         patterns = DEFAULT_PATTERNS if pattern is None else pattern
         self.patterns: tuple[str, ...] = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+        for pat in self.patterns:
+            if Path(pat).is_absolute() or ".." in Path(pat).parts:
+                raise ProviderError(f"file pattern {pat!r} must be relative to the root, without '..'")
+        if duplicates not in DUPLICATE_POLICIES:
+            raise ProviderError(f"files option duplicates must be one of {list(DUPLICATE_POLICIES)}")
+        self.duplicates = duplicates
+        self._dirs = dirs
         self._clock = clock
-        self._files: dict[Path, tuple[tuple[int, int], pd.DataFrame]] = {}
+        self._files: dict[Path, tuple[tuple[int, int], pd.DataFrame, tuple[str, ...]]] = {}
         #: number of files actually parsed (not served from the cache); handy in tests and logs
         self.parse_count = 0
 
@@ -281,7 +149,7 @@ class FilesProvider(MarketDataProvider):
         found = {
             symbol_from_path(p)
             for p in self.root.rglob("*-5m*")
-            if _supported(p) and _SYMBOL_STEM.match(_stem(p))
+            if _supported(p) and _SYMBOL_STEM.match(stem(p))
         }
         return sorted(found)
 
@@ -303,26 +171,69 @@ class FilesProvider(MarketDataProvider):
             raise BadSymbolError(
                 f"no candle file for symbol {symbol!r} under {self.root} (patterns {list(self.patterns)})"
             )
-        frames = []
+        frames, confirmed, suspects, notes = [], [], [], []
         for path in files:
             span = _file_span_ms(path)
             if span is not None and (span[1] <= start_ms or span[0] >= end_ms):
                 continue
-            frame = self._load(path, symbol)
-            if len(frame):
-                frames.append(frame)
-        if not frames:
-            return empty_candles()
-        df = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        return finalize_candles(df, symbol, start_ms, end_ms, now_ms, coerce=False)
+            frame, file_notes = self._load(path, symbol)
+            notes.extend(file_notes)
+            if not len(frame):
+                continue
+            frames.append(frame.set_axis([path.name] * len(frame)))
+            ms = timestamps_ms(frame)
+            first, stop = int(ms[0]), int(ms[-1]) + BASE_MS
+            confirmed.append((first, stop, f"{path.name}: no candle there in the file"))
+            if span is not None:
+                if span[0] < first:
+                    suspects.append((span[0], first, f"{path.name} covers from {_iso(span[0])} by its name "
+                                                     f"but its candles start at {_iso(first)}"))  # fmt: skip
+                if stop < span[1]:
+                    suspects.append((stop, span[1], f"{path.name} covers until {_iso(span[1])} by its name "
+                                                   f"but its candles stop at {_iso(stop)} (truncated?)"))  # fmt: skip
+        df = self._combine(frames, symbol, notes)
+        df = finalize_candles(df, symbol, start_ms, end_ms, now_ms, coerce=False)
+        df.attrs[COVERAGE_ATTR] = build_coverage(
+            df, symbol=symbol, source=self.describe(), start_ms=start_ms, end_ms=end_ms, now_ms=now_ms,
+            confirmed=confirmed, suspects=suspects, notes=notes,
+        )  # fmt: skip
+        return df
 
-    def _load(self, path: Path, symbol: str) -> pd.DataFrame:
-        stat = path.stat()
+    def _combine(self, frames: list[pd.DataFrame], symbol: str, notes: list[str]) -> pd.DataFrame:
+        """Several files of one symbol (rows labelled by file name) as one frame; overlapping candles
+        follow the `duplicates` policy (exact repeats, e.g. a monthly and a daily archive, are dropped)."""
+        if not frames:
+            from engine.schemas import empty_candles
+
+            return empty_candles()
+        if len(frames) == 1:
+            return frames[0].reset_index(drop=True)
+        df = pd.concat(frames).sort_values("timestamp", kind="stable")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DuplicateCandlesWarning)
+            df = resolve_duplicates(df, f"files of {symbol!r} under {self.root}", self.duplicates, "files")
+        notes.extend(str(w.message) for w in caught if issubclass(w.category, DuplicateCandlesWarning))
+        return df.reset_index(drop=True)
+
+    def _load(self, path: Path, symbol: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
+        real = path.resolve()
+        if not _inside(real, self._dirs):
+            raise _not_allowed(path, self._dirs, "resolves to a file outside the allowed data folders")
+        stat = real.stat()
         key = (stat.st_mtime_ns, stat.st_size)
-        cached = self._files.get(path)
+        cached = self._files.get(real)
         if cached is not None and cached[0] == key:
-            return cached[1]
-        frame = read_candle_file(path, symbol)
+            return cached[1], cached[2]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DuplicateCandlesWarning)
+            frame = read_candle_file(real, symbol, duplicates=self.duplicates)
+        notes = tuple(str(w.message) for w in caught if issubclass(w.category, DuplicateCandlesWarning))
+        for note in notes:
+            warnings.warn(DuplicateCandlesWarning(note), stacklevel=2)
         self.parse_count += 1
-        self._files[path] = (key, frame)
-        return frame
+        self._files[real] = (key, frame, notes)
+        return frame, notes
+
+
+def _iso(ms: int) -> str:
+    return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")

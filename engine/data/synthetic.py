@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from engine.data._common import Clock, resolve_now, to_ms
-from engine.data.base import MarketDataProvider
+from engine.data.base import COVERAGE_ATTR, MarketDataProvider
+from engine.data.coverage import build_coverage
 from engine.schemas import empty_candles, validate_candles
 from engine.timeframes import BASE_MS, DAY_MS, ms_index
 
@@ -164,17 +165,24 @@ class SyntheticProvider(MarketDataProvider):
         now_ms = resolve_now(now, self._clock)
         hi_ms = min(end_ms, now_ms)
         if hi_ms <= start_ms:
-            out = empty_candles()
-            out["source"] = pd.Series([], dtype=object)
-            return out
-        first_day = start_ms // DAY_MS
-        last_day = -(-hi_ms // DAY_MS)  # exclusive
-        df = self.generate_days(symbol, first_day, last_day)
-        ts = df.pop("_ms").to_numpy()
-        keep = (ts >= start_ms) & (ts < end_ms) & (ts + BASE_MS <= now_ms)
-        if not keep.all():
-            df = df.loc[keep].reset_index(drop=True)
-        return validate_candles(df, symbol, coerce=False)
+            df = empty_candles()
+            df["source"] = pd.Series([], dtype=object)
+        else:
+            first_day = start_ms // DAY_MS
+            last_day = -(-hi_ms // DAY_MS)  # exclusive
+            df = self.generate_days(symbol, first_day, last_day)
+            ts = df.pop("_ms").to_numpy()
+            keep = (ts >= start_ms) & (ts < end_ms) & (ts + BASE_MS <= now_ms)
+            if not keep.all():
+                df = df.loc[keep].reset_index(drop=True)
+            df = validate_candles(df, symbol, coerce=False)
+        # every hole is by design: the generator demonstrably has no candle there
+        why = "the synthetic market has no candle there (a simulated gap or outage)"
+        df.attrs[COVERAGE_ATTR] = build_coverage(
+            df, symbol=symbol, source=self.describe(), start_ms=start_ms, end_ms=end_ms, now_ms=now_ms,
+            confirmed=[(start_ms - BASE_MS, max(end_ms, start_ms), why)],
+        )  # fmt: skip
+        return df
 
     def generate_days(self, symbol: str, first_day: int, last_day: int) -> pd.DataFrame:
         """All candles (minus gaps) of UTC days [first_day, last_day) (days since 1970-01-01), with an

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -22,6 +22,18 @@ class Param:
     description: str
     minimum: float | None = None
     maximum: float | None = None
+
+    def describe(self) -> str:
+        """`rsi_low: float in [0, 100], default 40.0` - what a user may set, for error messages and the UI."""
+        if self.minimum is not None and self.maximum is not None:
+            bounds = f" in [{self.minimum:g}, {self.maximum:g}]"
+        elif self.minimum is not None:
+            bounds = f" >= {self.minimum:g}"
+        elif self.maximum is not None:
+            bounds = f" <= {self.maximum:g}"
+        else:
+            bounds = ""
+        return f"{self.name}: {self.type.__name__}{bounds}, default {self.default!r}"
 
     def coerce(self, value: Any, strategy: str) -> Any:
         where = f"strategy {strategy!r} parameter {self.name!r}"
@@ -62,6 +74,8 @@ class StrategyInfo:
     parameters: dict[str, Any]
     param_types: dict[str, str]
     param_descriptions: dict[str, str]
+    #: parameter -> "name: type in [min, max], default x" (what a user may set)
+    param_specs: dict[str, str] = field(default_factory=dict)
 
 
 class TradingStrategy(ABC):
@@ -77,12 +91,14 @@ class TradingStrategy(ABC):
     param_specs: ClassVar[tuple[Param, ...]]
     #: signal gate column -> human explanation (for ranking reasons)
     gate_labels: ClassVar[dict[str, str]] = {}
+    #: the feature columns the signal gates read (shown next to the reasons in rankings)
+    gate_features: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         specs = {p.name: p for p in self.param_specs}
         unknown = sorted(set(params) - set(specs))
         if unknown:
-            valid = ", ".join(f"{p.name}: {p.type.__name__} = {p.default!r}" for p in self.param_specs)
+            valid = "; ".join(p.describe() for p in self.param_specs)
             raise ValueError(f"unknown parameters {unknown} for strategy {self.name!r}; valid: {valid}")
         values = {name: spec.default for name, spec in specs.items()}
         values.update({k: specs[k].coerce(v, self.name) for k, v in params.items()})
@@ -101,6 +117,7 @@ class TradingStrategy(ABC):
             parameters={p.name: p.default for p in cls.param_specs},
             param_types={p.name: p.type.__name__ for p in cls.param_specs},
             param_descriptions={p.name: p.description for p in cls.param_specs},
+            param_specs={p.name: p.describe() for p in cls.param_specs},
         )
 
     def risk_manager(self, warmup_bars: int) -> RiskManager:

@@ -20,6 +20,7 @@ class MacdRsiConfluence(TradingStrategy):
         Param("rsi_low", float, 40.0, "lowest RSI(14) accepted", 0.0, 100.0),
         Param("rsi_high", float, 65.0, "highest RSI(14) accepted", 0.0, 100.0),
     )
+    gate_features = ("macd_hist_slope", "rsi")
     gate_labels = {
         "gate_macd_slope": "MACD histogram not rising",
         "gate_rsi_band": "RSI outside band",

@@ -19,6 +19,7 @@ class MomentumRank(TradingStrategy):
         *RISK_PARAMS,
         Param("require_positive_trend", bool, False, "only buy symbols whose trend_slope > 0"),
     )
+    gate_features = ("trend_slope",)
     gate_labels = {"gate_positive_trend": "trend slope not positive"}
 
     def signal_gates(self, panel: pd.DataFrame) -> pd.DataFrame:

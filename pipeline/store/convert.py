@@ -7,6 +7,7 @@ import datetime as dt
 import enum
 import math
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
@@ -141,3 +142,57 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"metric {name!r} must be a number or None, got {value!r}") from exc
     return out
+
+
+# --- columns read back from result tables ---------------------------------------------------------
+
+
+def float_list(s: pd.Series) -> list[float | None]:
+    if pd.api.types.is_float_dtype(s.dtype) or pd.api.types.is_integer_dtype(s.dtype):
+        arr = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        return [None if np.isnan(v) else float(v) for v in arr]
+    return [to_float(v) for v in s.tolist()]
+
+
+def column_or_none(df: pd.DataFrame, name: str) -> pd.Series:
+    return df[name] if name in df.columns else pd.Series([None] * len(df), index=df.index, dtype=object)
+
+
+def utc_or_none(value: Any) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def utc_series(values: list[Any]) -> pd.Series:
+    return pd.Series(pd.to_datetime(pd.Series(values, dtype=object), utc=True), dtype="datetime64[ns, UTC]")
+
+
+def int_column(values: list[Any]) -> pd.Series:
+    """int64 without nulls, float64 with NaN otherwise (what pandas itself would give)."""
+    if any(v is None for v in values):
+        return pd.Series([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    return pd.Series(values, dtype=np.int64)
+
+
+def float_column(values: list[Any]) -> pd.Series:
+    return pd.Series([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def features_frame(features: list[Any], n: int) -> pd.DataFrame:
+    records = [f if isinstance(f, dict) else {} for f in features]
+    keys = list(dict.fromkeys(k for r in records for k in r))
+    if not keys:
+        return pd.DataFrame(index=range(n))
+    data = {}
+    for k in keys:
+        vals = [r.get(k) for r in records]
+        numeric = all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in vals)
+        data[k] = float_column(vals) if numeric else pd.Series(vals, dtype=object)
+    return pd.DataFrame(data)
+
+
+def now() -> datetime:
+    """The current time, tz-aware UTC."""
+    return datetime.now(UTC)

@@ -12,7 +12,11 @@ Conventions:
   names (`ci.low`).
 - JSON columns use the portable `JSON` type (JSONB on PostgreSQL).
 - Child rows (trades, windows, performance, ranking rows) are deleted with their parent (ON DELETE
-  CASCADE).
+  CASCADE), and on SQLite also by AFTER DELETE triggers, because clients such as the sqlite3 CLI run
+  with foreign keys off. Run and snapshot ids are never reused (SQLite AUTOINCREMENT; PostgreSQL
+  sequences never reuse), so a run deleted by hand cannot hand its id, and its leftovers, to the next.
+- Paper trading (migration 0003): `paper_decisions` (one per strategy and decision time), their
+  `paper_trades`, and `paper_candles`, the first-seen version of every candle they read.
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 BASE_TIMEFRAME = "5m"
 RUN_KINDS = ("scheduled", "adhoc", "request")
 RUN_STATUSES = ("success", "failed")
+PAPER_MODES = ("live", "late", "caught_up")
+PAPER_STATUSES = ("open", "settled", "void")
+
+#: widths of the symbol and exchange columns; the universe file is validated against them at load
+SYMBOL_MAX_CHARS = 64
+EXCHANGE_MAX_CHARS = 64
 
 JSONType = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 Timestamp = sa.DateTime(timezone=True)
@@ -60,8 +70,8 @@ class CandleSeries(Base):
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, sa.Identity(), primary_key=True)
-    exchange: Mapped[str] = mapped_column(sa.String(64))
-    symbol: Mapped[str] = mapped_column(sa.String(64))
+    exchange: Mapped[str] = mapped_column(sa.String(EXCHANGE_MAX_CHARS))
+    symbol: Mapped[str] = mapped_column(sa.String(SYMBOL_MAX_CHARS))
     timeframe: Mapped[str] = mapped_column(sa.String(8))
 
 
@@ -111,6 +121,7 @@ class BacktestRun(Base):
         sa.CheckConstraint(f"kind IN {RUN_KINDS!r}", name="kind"),
         sa.CheckConstraint(f"status IN {RUN_STATUSES!r}", name="status"),
         sa.Index("ix_backtest_runs_strategy_created_at", "strategy", "created_at"),
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
@@ -138,7 +149,7 @@ class BacktestTrade(Base):
 
     run_id: Mapped[int] = mapped_column(_run_fk(), primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
-    symbol: Mapped[str] = mapped_column(sa.String(64))
+    symbol: Mapped[str] = mapped_column(sa.String(SYMBOL_MAX_CHARS))
     decision_time: Mapped[int | None] = mapped_column(sa.BigInteger)
     entry_time: Mapped[int | None] = mapped_column(sa.BigInteger)
     exit_time: Mapped[int | None] = mapped_column(sa.BigInteger)
@@ -182,7 +193,10 @@ class RankingSnapshot(Base):
     """The cross-sectional ranking of one strategy at one decision time."""
 
     __tablename__ = "ranking_snapshots"
-    __table_args__ = (sa.Index("ix_ranking_snapshots_strategy_decision_time", "strategy", "decision_time"),)
+    __table_args__ = (
+        sa.Index("ix_ranking_snapshots_strategy_decision_time", "strategy", "decision_time"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     strategy: Mapped[str] = mapped_column(Key)
@@ -198,7 +212,7 @@ class RankingRow(Base):
     snapshot_id: Mapped[int] = mapped_column(
         sa.ForeignKey("ranking_snapshots.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
     )
-    symbol: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    symbol: Mapped[str] = mapped_column(sa.String(SYMBOL_MAX_CHARS), primary_key=True)
     seq: Mapped[int] = mapped_column(sa.Integer)
     rank: Mapped[int | None] = mapped_column(sa.Integer)
     score: Mapped[float | None] = mapped_column(sa.Double)
@@ -207,5 +221,120 @@ class RankingRow(Base):
     reasons: Mapped[str | None] = mapped_column(sa.Text)
     features: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
+
+class PaperDecision(Base):
+    """One paper decision: a strategy's picks at one decision time, recorded exactly once (unique key).
+
+    `recorded_at` is the tick's clock; `mode` says whether the tick of that decision time recorded it
+    in time (`live`), late (`late`), or a later tick caught it up from the stored candles (`caught_up`).
+    `history_start` is where the feature history began and `inputs` fingerprints, per symbol, the
+    candles the decision read (`{"n": rows, "sha": hex}`), so a later difference can be traced to data.
+    `window_return` and `settled_at` are set once every trade of the decision is settled.
+    """
+
+    __tablename__ = "paper_decisions"
+    __table_args__ = (
+        sa.UniqueConstraint("strategy", "decision_time"),
+        sa.CheckConstraint(f"mode IN {PAPER_MODES!r}", name="mode"),
+        sa.Index("ix_paper_decisions_decision_time", "decision_time"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    strategy: Mapped[str] = mapped_column(Key)
+    decision_time: Mapped[int] = mapped_column(sa.BigInteger)
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    exchange: Mapped[str] = mapped_column(sa.String(EXCHANGE_MAX_CHARS))
+    history_start: Mapped[int] = mapped_column(sa.BigInteger)
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    n_eligible: Mapped[int] = mapped_column(sa.Integer)
+    n_candidates: Mapped[int] = mapped_column(sa.Integer)
+    n_selected: Mapped[int] = mapped_column(sa.Integer)
+    mode: Mapped[str] = mapped_column(sa.String(16))
+    recorded_at: Mapped[datetime] = mapped_column(Timestamp)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    run_id: Mapped[str | None] = mapped_column(sa.String(64))
+    window_return: Mapped[float | None] = mapped_column(sa.Double)
+    settled_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class PaperTrade(Base):
+    """One pick of a paper decision: entry at the decision time, then its settlement (SPEC section 3).
+
+    `status` is `open` until the window has closed and its candles are stored, then `settled` or `void`
+    (no candle in the window). `window_inputs` fingerprints the window candles the settlement read;
+    `previous` keeps the earlier settlements a re-settlement replaced (after a candle revision).
+    """
+
+    __tablename__ = "paper_trades"
+    __table_args__ = (
+        sa.CheckConstraint(f"status IN {PAPER_STATUSES!r}", name="status"),
+        sa.Index("ix_paper_trades_status", "status"),
+    )
+
+    decision_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("paper_decisions.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    symbol: Mapped[str] = mapped_column(sa.String(SYMBOL_MAX_CHARS), primary_key=True)
+    rank: Mapped[int | None] = mapped_column(sa.Integer)
+    weight: Mapped[float] = mapped_column(sa.Double)
+    score: Mapped[float | None] = mapped_column(sa.Double)
+    entry_price: Mapped[float] = mapped_column(sa.Double)
+    features: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    exit_time: Mapped[int | None] = mapped_column(sa.BigInteger)
+    exit_price: Mapped[float | None] = mapped_column(sa.Double)
+    return_pct: Mapped[float | None] = mapped_column(sa.Double)
+    gross_return_pct: Mapped[float | None] = mapped_column(sa.Double)
+    max_drawdown: Mapped[float | None] = mapped_column(sa.Double)
+    n_candles: Mapped[int | None] = mapped_column(sa.Integer)
+    window_inputs: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    settled_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    previous: Mapped[list[Any] | None] = mapped_column(JSONType)
+
+
+class PaperCandle(Base):
+    """The first-seen version of every candle a paper decision or settlement read (the revision ledger).
+
+    Keyed like `candles`; `sha` hashes the five values. A later ingestion that changes, removes or fills
+    in a candle inside the ledger's range shows up as a difference against it (`pipeline/store/paper.py`).
+    """
+
+    __tablename__ = "paper_candles"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    series_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    open_time: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    open: Mapped[float] = mapped_column(sa.Double)
+    high: Mapped[float] = mapped_column(sa.Double)
+    low: Mapped[float] = mapped_column(sa.Double)
+    close: Mapped[float] = mapped_column(sa.Double)
+    volume: Mapped[float] = mapped_column(sa.Double)
+    sha: Mapped[str] = mapped_column(sa.String(16))
+    first_seen_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+#: parent table -> (child tables, the child column holding the parent id): the cascade triggers
+CASCADE_FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
+    "backtest_runs": (("backtest_trades", "backtest_windows", "strategy_performance"), "run_id"),
+    "ranking_snapshots": (("ranking_rows",), "snapshot_id"),
+    "paper_decisions": (("paper_trades",), "decision_id"),
+}
+
+
+def _cascade_trigger(parent: str) -> sa.DDL:
+    """SQLite AFTER DELETE trigger deleting a parent's children (the same DDL as migrations 0002, 0003)."""
+    children, key = CASCADE_FAMILIES[parent]
+    body = " ".join(f"DELETE FROM {child} WHERE {key} = OLD.id;" for child in children)
+    ddl = (
+        f"CREATE TRIGGER trg_{parent}_delete_children AFTER DELETE ON {parent} FOR EACH ROW BEGIN {body} END"
+    )
+    return sa.DDL(ddl).execute_if(dialect="sqlite")
+
+
+for _parent in CASCADE_FAMILIES:
+    # after the whole schema exists (a trigger body names the child tables)
+    sa.event.listen(Base.metadata, "after_create", _cascade_trigger(_parent))
 
 metadata = Base.metadata

@@ -67,9 +67,17 @@ def requests_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def env(dagster_home: Path, db_url: str, universe_file: Path, requests_dir: Path) -> dict:
+def reports_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "reports"
+    monkeypatch.setenv("CRYPTO4H_REPORTS_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def env(dagster_home: Path, db_url: str, universe_file: Path, requests_dir: Path, reports_dir: Path) -> dict:
     """Everything a pipeline test needs, isolated in tmp_path."""
-    return {"home": dagster_home, "db_url": db_url, "universe": universe_file, "requests": requests_dir}
+    return {"home": dagster_home, "db_url": db_url, "universe": universe_file, "requests": requests_dir,
+            "reports": reports_dir}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +90,12 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     mp.setenv("CRYPTO4H_DB_URL", url)
     mp.setenv("CRYPTO4H_UNIVERSE", str(uni_path))
     mp.setenv("DAGSTER_HOME", str(root))
+    mp.setenv("CRYPTO4H_REPORTS_DIR", str(root / "reports"))
     defs = make_defs(uni_path, url)
     result = ingest(defs, uni_path)
     assert result.success
     try:
-        yield {"db_url": url, "universe": uni_path, "defs": defs, "root": root, "monkeypatch": mp}
+        yield {"db_url": url, "universe": uni_path, "defs": defs, "root": root, "monkeypatch": mp,
+               "reports": root / "reports"}  # fmt: skip
     finally:
         mp.undo()

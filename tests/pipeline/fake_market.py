@@ -38,6 +38,8 @@ class _Doctored(MarketDataProvider):
             i = len(df) // 2
             df.loc[i, ["open", "high", "low", "close"]] = df.loc[i, ["open", "high", "low", "close"]] * 5
             return df
+        if self.mode == "tail":  # the last 3 hours of every day silently absent (an early-ending page)
+            return df[df["timestamp"].dt.hour < 21].reset_index(drop=True)
         if self.mode == "truncate":  # nothing after the first day
             return df[df["timestamp"] < df["timestamp"].iloc[0].normalize() + pd.Timedelta(days=1)]
         if self.mode == "rescale":  # first day missing, later days in a price unit 10x smaller (IRT -> IRR)
@@ -48,7 +50,7 @@ class _Doctored(MarketDataProvider):
 
 
 class DoctoredMarketData(MarketDataResource):
-    """`mode`: fail | holes | spike | truncate | rescale, applied to `symbol` only; verbose: a very long
+    """`mode`: fail | holes | spike | tail | truncate | rescale, applied to `symbol` only; verbose: a very long
     `describe()`; `fake_exchange` overrides the exchange name."""
 
     mode: str = "fail"

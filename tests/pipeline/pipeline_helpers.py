@@ -48,7 +48,7 @@ def open_store(url: str):
 def ingest(defs: dg.Definitions, universe_path: Path, instance: dg.DagsterInstance | None = None,
            first: date = HIST_START, days: int = HIST_DAYS, raise_on_error: bool = True):
     """Run `ingest_candles` over `days` x every symbol in one partition-range run."""
-    from pipeline.partitions import range_tags
+    from pipeline.defs.market_data.partitions import range_tags
     from pipeline.universe import load_universe
 
     uni = load_universe(universe_path)
@@ -81,3 +81,20 @@ def materialize(
 
 def materialized_keys(result: dg.ExecuteInProcessResult) -> set[str]:
     return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+def cells(value) -> str:
+    """Every header and cell of a metadata table as one string (or the text of any other metadata value),
+    so tests can assert what a user reads in the UI."""
+    value = getattr(value, "value", value)
+    if isinstance(value, dg.TableMetadataValue) or hasattr(value, "records"):
+        head = [c.name for c in value.schema.columns] if value.schema else []
+        body = [str(v) for r in value.records for v in r.data.values()]
+        return " | ".join(head + body)
+    return str(value)
+
+
+def records(value) -> list[dict]:
+    """The rows of a typed metadata table, as dicts keyed by column header."""
+    value = getattr(value, "value", value)
+    return [dict(r.data) for r in value.records]

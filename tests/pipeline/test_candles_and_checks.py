@@ -8,9 +8,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 from fake_market import DoctoredMarketData
-from pipeline_helpers import SMALL_SYMBOLS, materialize, materialized_keys
+from pipeline_helpers import SMALL_SYMBOLS, cells, materialize, materialized_keys
 
-from pipeline.partitions import range_tags
+from pipeline.defs.market_data.partitions import range_tags
 from pipeline.universe import load_universe
 
 DAY0 = date(2024, 3, 1)
@@ -159,7 +159,7 @@ def test_blocking_check_stops_downstream_assets_on_data_written_elsewhere(env, d
     ohlc = _checks(result)["ohlc_sanity"]
     assert not ohlc.passed and ohlc.severity == dg.AssetCheckSeverity.ERROR
     assert ohlc.metadata["bad_bars"].value == 2  # up, then back down
-    assert "AAA/USDT" in ohlc.metadata["problems"].value and "2024-03-14" in ohlc.metadata["problems"].value
+    assert "AAA/USDT" in cells(ohlc.metadata["problems"]) and "2024-03-14" in cells(ohlc.metadata["problems"])
     assert _checks(result)["schema"].passed  # each bar on its own is valid
     assert materialized_keys(result) == set()  # features/rankings never ran on bad data
 
@@ -182,7 +182,7 @@ def test_stored_source_is_short_and_the_description_goes_to_metadata(env, defs_a
 def test_stored_source_never_exceeds_the_column() -> None:
     from types import SimpleNamespace
 
-    from pipeline.assets.candles import SOURCE_MAX_CHARS, stored_source
+    from pipeline.defs.market_data.assets import SOURCE_MAX_CHARS, stored_source
 
     real = SimpleNamespace(kind="ccxt", exchange="binance", synthetic=False)
     assert stored_source(real) == "ccxt:binance"
@@ -214,8 +214,9 @@ def test_run_summary_is_one_observation_not_copied_to_every_partition(env, defs_
     for event in result.get_asset_materialization_events():
         assert "run_summary" not in event.materialization.metadata
     [obs] = [e.asset_observation_data.asset_observation for e in result.all_events
-             if e.event_type_value == "ASSET_OBSERVATION"]  # fmt: skip
-    table = obs.metadata["run_summary"].value
+             if e.event_type_value == "ASSET_OBSERVATION"
+             and "run_summary" in e.asset_observation_data.asset_observation.metadata]  # fmt: skip
+    table = cells(obs.metadata["run_summary"])
     assert all(s in table for s in SMALL_SYMBOLS) and "2024-03-01 .. 2024-03-02" in table
     assert "SYNTHETIC" in obs.metadata["provider"].value
 
@@ -252,3 +253,26 @@ def defs_and_store(env):
         yield make_defs(env["universe"], env["db_url"]), store
     finally:
         store.dispose()
+
+
+def test_a_missing_tail_of_a_day_is_recorded_incomplete_and_blocks(env, defs_and_store) -> None:
+    """A provider that silently stops early (no evidence the exchange has no candles there): the valid
+    candles are kept, the partitions are recorded incomplete, and the blocking gaps check fails at ERROR
+    naming the missing ranges. (Before, holes were only counted between a day's first and last candle,
+    so a missing tail passed.)"""
+    from fake_market import DoctoredMarketData
+
+    defs, store = defs_and_store
+    result = materialize(defs, _full_selection(), tags=_tags(env["universe"], DAY0, 2),
+                         resources={"market_data": DoctoredMarketData(mode="tail")})  # fmt: skip
+    assert not result.success
+    meta = {e.partition: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    bad = meta["2024-03-01|BBB-USDT"]
+    assert bad["complete"].value is False and "2024-03-01 21:00" in bad["missing_ranges"].value
+    assert meta["2024-03-01|AAA-USDT"]["complete"].value is True
+    gaps = next(e for e in result.get_asset_check_evaluations() if e.check_name == "gaps")
+    assert not gaps.passed and gaps.severity == dg.AssetCheckSeverity.ERROR
+    assert "never explained" in gaps.description and "BBB/USDT [2024-03-01 21:00" in gaps.description
+    assert "AAA/USDT" not in gaps.description and "features" not in materialized_keys(result)
+    rows = store.candle_summary("synthetic", "BBB/USDT")
+    assert rows["rows"] > 0 and rows["last"].hour < 21  # the valid candles were kept

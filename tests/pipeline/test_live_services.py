@@ -19,7 +19,7 @@ import pytest
 import requests
 from pipeline_helpers import write_universe
 
-from pipeline.partitions import range_tags
+from pipeline.defs.market_data.partitions import range_tags
 from pipeline.universe import REPO_ROOT, load_universe
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]

@@ -113,7 +113,7 @@ def test_long_provider_description_is_stored_short_on_postgres(
     from fake_market import DoctoredMarketData
     from pipeline_helpers import materialize
 
-    from pipeline.partitions import range_tags
+    from pipeline.defs.market_data.partitions import range_tags
     from pipeline.universe import load_universe
 
     store_url, _ = pg_databases

@@ -13,8 +13,8 @@ import yaml
 from fake_market import DoctoredMarketData, RacyStoreResource
 from pipeline_helpers import QUIET, SMALL_SYMBOLS, ingest, make_defs, materialize
 
-from pipeline.adhoc import adhoc_backtest
-from pipeline.partitions import (
+from pipeline.defs.backtests.jobs import adhoc_backtest
+from pipeline.defs.market_data.partitions import (
     RANGE_END_TAG,
     RANGE_START_TAG,
     build_partitions_def,
@@ -330,5 +330,9 @@ def test_refresh_sensor_skips_when_research_already_ran(env, instance) -> None:
 def test_refresh_request_targets_the_research_assets(env) -> None:
     job = make_defs(env["universe"]).resolve_job_def("refresh_research")
     keys = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
-    assert keys == {"features", "rankings", "backtests", "strategy_performance", "strategy_comparison"}
+    from engine.strategies import list_strategies
+
+    per_strategy = {f"backtests/{i.name}" for i in list_strategies()}  # one scheduled backtest each
+    assert keys == {"features", "rankings", *per_strategy, "strategy_performance", "strategy_comparison",
+                    "strategies"}  # fmt: skip
     assert dg.validate_run_config(job, {})

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pipeline_helpers import write_universe
 
-from pipeline.partitions import (
+from pipeline.defs.market_data.partitions import (
     build_partitions_def,
     contiguous_runs,
     group_by_symbol,
@@ -42,6 +42,9 @@ def test_default_universe_is_the_bundled_real_sample() -> None:
     assert sorted(uni.symbols) == sorted(sample_symbols())
     assert uni.start == date(2018, 1, 10) and uni.is_historical
     assert uni.last_date == date(2018, 1, 30)
+    # the partitions are clipped to the data: the sample starts at 04:55 and ends at 04:55 UTC
+    assert uni.data_start == pd.Timestamp("2018-01-10 04:55", tz="UTC")
+    assert uni.end == pd.Timestamp("2018-01-30 04:55", tz="UTC")
 
 
 def test_synthetic_universe_has_twenty_live_symbols() -> None:
@@ -75,6 +78,22 @@ def test_env_var_selects_the_universe(tmp_path: Path, monkeypatch: pytest.Monkey
         ({"provider": {"kind": "files", "options": {}}}, "missing 1 required positional argument: 'root'"),
         ({"provider": {"kind": "files", "options": {"root": "/no/such/dir"}}}, "not a directory"),
         ({"provider": {"kind": "synthetic", "options": {"gap_probability": 2}}}, "gap_probability"),
+        ({"checks": {"max_jump": -1}}, "checks.max_jump must be > 0 and <= 100"),
+        ({"checks": {"max_jump": 0}}, "checks.max_jump must be > 0"),
+        ({"checks": {"max_missing_share": 5}}, "checks.max_missing_share must be >= 0 and <= 1"),
+        ({"checks": {"freshness_minutes": 0}}, "checks.freshness_minutes must be >= 5"),
+        ({"checks": {"freshness_minutes": 90.5}}, "checks.freshness_minutes must be a whole number"),
+        ({"checks": {"scope_days": -2}}, "checks.scope_days must be >= 1"),
+        ({"checks": {"max_jump": "big"}}, "checks.max_jump must be a number"),
+        ({"checks": {"max_missing_share": True}}, "checks.max_missing_share must be a number"),
+        ({"checks": {"max_jump": float("nan")}}, "checks.max_jump must be a number"),
+        ({"checks": {"scope_days": "2"}}, "checks.scope_days must be a whole number"),
+        ({"symbols": ["A" * 60 + "/USDT"]}, "has 65 characters; the store holds at most 64"),
+        ({"exchange": "x" * 65}, "'exchange' has 65 characters; the store holds at most 64"),
+        ({"start": "2024-02-30"}, "start '2024-02-30' is not an ISO date"),
+        ({"end": "2024-02-30"}, "end '2024-02-30' is not an ISO date or timestamp"),
+        ({"provider": {"kind": "nobitex", "options": {"price_unit": "toman"}}}, "price_unit must be 'IRR'"),
+        ({"provider": {"kind": "ccxt", "options": {"limit": 0}}}, "limit must be a whole number >= 1"),
     ],
 )
 def test_invalid_universe_fails_with_a_clear_message(change: dict, message: str) -> None:
@@ -95,6 +114,43 @@ def test_bad_provider_options_fail_at_code_location_load(tmp_path: Path, monkeyp
     monkeypatch.setenv("CRYPTO4H_UNIVERSE", str(path))
     with pytest.raises(UniverseConfigError, match="rooot"):
         build_defs()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("start: 2024-02-30", "start '2024-02-30' is not an ISO date"),
+        ("start: 2024-01-01\nend: 2024-13-01", "end '2024-13-01' is not an ISO date or timestamp"),
+        ("start: 2024-01-01\nchecks: {max_jump: -1}", "checks.max_jump must be > 0"),
+    ],
+)
+def test_bad_values_in_a_file_name_the_file_and_the_field(tmp_path: Path, text: str, message: str) -> None:
+    """PyYAML used to raise a bare ValueError for 2024-02-30, naming no file."""
+    path = tmp_path / "bad-date.yaml"
+    path.write_text("exchange: x\nprovider: synthetic\nsymbols: [ETH/BTC]\n" + text + "\n")
+    with pytest.raises(UniverseConfigError) as err:
+        load_universe(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_start_may_be_the_first_candle_and_partitions_are_clipped_to_the_data() -> None:
+    uni = universe_from_dict({**BASE, "start": "2018-01-10T04:55:00Z", "end": "2018-01-30T04:55:00Z"})
+    assert uni.start == date(2018, 1, 10) and uni.data_start == pd.Timestamp("2018-01-10 04:55", tz="UTC")
+    assert uni.partition_bounds(date(2018, 1, 10)) == (
+        pd.Timestamp("2018-01-10 04:55", tz="UTC"), pd.Timestamp("2018-01-11", tz="UTC"))
+    assert uni.partition_bounds(date(2018, 1, 30)) == (
+        pd.Timestamp("2018-01-30", tz="UTC"), pd.Timestamp("2018-01-30 04:55", tz="UTC"))
+    assert uni.partition_bounds(date(2018, 1, 15)) == (
+        pd.Timestamp("2018-01-15", tz="UTC"), pd.Timestamp("2018-01-16", tz="UTC"))
+    assert universe_from_dict(BASE).data_start is None
+    with pytest.raises(UniverseConfigError, match="before start"):
+        universe_from_dict({**BASE, "start": "2018-01-10T04:55:00Z", "end": "2018-01-10T04:00:00Z"})
+
+
+def test_check_limits_at_their_bounds_are_accepted() -> None:
+    checks = {"freshness_minutes": 5, "max_missing_share": 0, "max_jump": 0.01, "scope_days": 1}
+    assert universe_from_dict({**BASE, "checks": checks}).checks.max_missing_share == 0.0
+    assert universe_from_dict({**BASE, "checks": {"max_missing_share": 1, "max_jump": 2}}).checks.max_jump == 2.0
 
 
 def test_provider_kinds_come_from_the_engine_registry() -> None:
@@ -148,7 +204,7 @@ def test_live_universe_partitions_include_today(tmp_path: Path) -> None:
 
 
 def test_symbol_blocks_follow_the_universe_order(tmp_path: Path) -> None:
-    from pipeline.partitions import symbol_blocks
+    from pipeline.defs.market_data.partitions import symbol_blocks
 
     uni = load_universe(write_universe(tmp_path / "u.yaml"))
     assert symbol_blocks(uni, ["CCC/USDT", "BBB/USDT"]) == [["BBB/USDT", "CCC/USDT"]]
@@ -170,6 +226,8 @@ def test_contiguous_runs() -> None:
 
 
 def test_shipped_universe_files_parse() -> None:
+    names = set()
     for path in (REPO_ROOT / "config").glob("universe*.yaml"):
         assert yaml.safe_load(path.read_text())["symbols"]
-        load_universe(path)
+        names.add(load_universe(path).name)
+    assert {"binance-sample", "synthetic-live", "binance-usdt", "nobitex"} <= names

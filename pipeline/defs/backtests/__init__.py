@@ -1,0 +1,1 @@
+"""Backtests: scheduled (per strategy), ad-hoc and request runs, performance, comparison, request sensor."""

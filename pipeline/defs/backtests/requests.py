@@ -1,0 +1,161 @@
+"""Backtest request files: YAML specs in `$CRYPTO4H_REQUESTS_DIR` (default `data/requests`) that the
+`backtest_requests` sensor turns into `adhoc_backtest` runs.
+
+A file is validated completely before anything is launched, and every problem found is reported
+against that file at once (unknown keys, unknown strategy, each bad field, bad strategy parameters,
+symbols outside the universe), so one round of fixes is enough. Dates stay text when the YAML is read
+(YAML's own date parsing raises raw errors on `2018-13-45`); the engine parses and names them.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.defs.backtests.config import BacktestRequest, StrategyName, engine_config, strategy_name
+from pipeline.universe import REPO_ROOT, Universe
+
+REQUESTS_ENV = "CRYPTO4H_REQUESTS_DIR"
+DEFAULT_REQUESTS_DIR = REPO_ROOT / "data" / "requests"
+#: fields the engine checks one by one (so that every bad one is reported, not only the first)
+ENGINE_FIELDS = ("start", "end", "window_hours", "shift_hours", "fee_bps", "slippage_bps", "max_positions",
+                 "feature_timeframe", "warmup_bars", "sizing", "max_weight", "position_fraction", "compounding",
+                 "initial_capital")  # fmt: skip
+ENGINE_ERRORS = (ValueError, TypeError, OverflowError)
+
+
+class RequestSpecError(ValueError):
+    """A request file is not a valid backtest request; the message lists everything to fix."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class _TextDatesLoader(yaml.SafeLoader):
+    """Safe YAML without implicit timestamps: `2018-13-45` stays a string for the engine to judge."""
+
+
+_TextDatesLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def requests_dir() -> Path:
+    return Path(os.environ.get(REQUESTS_ENV) or DEFAULT_REQUESTS_DIR).expanduser()
+
+
+def build_engine_objects(req: BacktestRequest, uni: Universe) -> tuple[Any, Any, list[str]]:
+    """(strategy, WalkForwardConfig, symbols) of a request; ValueError with a message for the user."""
+    from engine.strategies import get_strategy
+
+    strategy = get_strategy(strategy_name(req.strategy), dict(req.params))
+    try:
+        cfg = engine_config(req)
+    except (TypeError, OverflowError) as exc:
+        raise ValueError(f"invalid walk-forward settings: {exc}") from exc
+    symbols = list(req.universe) or list(uni.symbols)
+    unknown = sorted(set(symbols) - set(uni.symbols))
+    if unknown:
+        raise ValueError(f"symbols {unknown} are not in universe {uni.name!r}; known: {list(uni.symbols)}")
+    if len(set(symbols)) != len(symbols):
+        raise ValueError(f"universe lists a symbol twice: {symbols}")
+    return strategy, cfg, symbols
+
+
+def _load(text: str | bytes) -> dict[str, Any]:
+    try:
+        data = yaml.load(text, Loader=_TextDatesLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise RequestSpecError(f"invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RequestSpecError("a request is a mapping, e.g. 'strategy: macd_rsi_confluence'")
+    clean: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, datetime | date):
+            v = v.isoformat()
+        if k == "universe" and isinstance(v, str):
+            v = [s.strip() for s in v.split(",") if s.strip()]
+        clean[str(k)] = v
+    return clean
+
+
+def _field_problems(clean: dict[str, Any]) -> list[str]:
+    """Each field checked on its own: the config type, then the engine's rule for that field."""
+    problems = []
+    for name, value in clean.items():
+        try:
+            BacktestRequest(**{name: value})
+        except Exception as exc:  # noqa: BLE001 - pydantic/dagster validation, reported as text
+            problems.append(f"{name}: {_first_line(exc)}")
+            continue
+        if name in ENGINE_FIELDS:
+            try:
+                engine_config(BacktestRequest(**{name: value}))
+            except ENGINE_ERRORS as exc:
+                problems.append(f"{name}: {exc}")
+    if not problems:
+        try:
+            engine_config(BacktestRequest(**{k: v for k, v in clean.items() if k in ENGINE_FIELDS}))
+        except ENGINE_ERRORS as exc:  # a rule across fields, e.g. end before start
+            problems.append(str(exc))
+    return problems
+
+
+def _strategy_and_symbol_problems(known: dict[str, Any], universe: Universe) -> list[str]:
+    from engine.strategies import get_strategy
+
+    problems = []
+    name = strategy_name(BacktestRequest().strategy) if "strategy" not in known else str(known["strategy"])
+    params = known.get("params") or {}
+    if isinstance(params, dict):
+        try:
+            get_strategy(name, params)
+        except ValueError as exc:
+            problems.append(f"params: {exc}")
+    symbols = known.get("universe") or []
+    if isinstance(symbols, list):
+        unknown = sorted({str(s) for s in symbols} - set(universe.symbols))
+        if unknown:
+            problems.append(f"universe: symbols {unknown} are not in universe {universe.name!r}; known: "
+                            f"{list(universe.symbols)}")  # fmt: skip
+        if len(set(symbols)) != len(symbols):
+            problems.append(f"universe: a symbol is listed twice: {symbols}")
+    return problems
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("For further information", "1 validation error"))]
+    return " ".join(useful[:2]) or type(exc).__name__
+
+
+def parse_request(text: str | bytes, request_key: str, universe: Universe) -> BacktestRequest:
+    """YAML text -> a validated `BacktestRequest` (engine-checked), or RequestSpecError listing every problem."""
+    clean = _load(text)
+    allowed = set(BacktestRequest.model_fields) - {"request_key"}
+    problems = []
+    unknown = sorted(set(clean) - allowed)
+    if unknown:
+        problems.append(f"unknown keys {unknown}; allowed: {sorted(allowed)}")
+    known = {k: v for k, v in clean.items() if k in allowed}
+    strategy_known = str(known.get("strategy", "")) in StrategyName.__members__ or "strategy" not in known
+    if not strategy_known:
+        problems.append(f"unknown strategy {known.pop('strategy')!r}; valid strategies: "
+                        f"{sorted(StrategyName.__members__)}")  # fmt: skip
+    problems += _field_problems(known)
+    if strategy_known:  # parameters can only be checked against a known strategy
+        problems += _strategy_and_symbol_problems(known, universe)
+    if problems:
+        raise RequestSpecError(problems)
+    req = BacktestRequest(**known, request_key=request_key)
+    try:
+        build_engine_objects(req, universe)
+    except ENGINE_ERRORS as exc:
+        raise RequestSpecError(str(exc)) from exc
+    return req

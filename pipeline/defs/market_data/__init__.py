@@ -1,0 +1,1 @@
+"""Market data: the partitioned `candles` asset, its checks, the hourly ingestion and backfills."""

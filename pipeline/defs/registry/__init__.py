@@ -1,0 +1,1 @@
+"""The strategy registry: which strategies run, with which parameters, and their latest verdicts."""

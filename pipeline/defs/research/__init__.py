@@ -1,0 +1,1 @@
+"""Research: features and rankings (one refresh op that also runs the scheduled backtests), the refresh sensor."""
