@@ -21,12 +21,12 @@ from pipeline.defs.market_data.checks import build_candle_checks
 from pipeline.defs.market_data.jobs import ingest_job
 from pipeline.defs.market_data.partitions import build_partitions_def
 from pipeline.defs.market_data.schedules import build_hourly_schedule
-from pipeline.defs.registry.assets import strategies
-from pipeline.defs.registry.jobs import configure_job
 from pipeline.defs.paper.assets import paper_performance, paper_trades
 from pipeline.defs.paper.checks import paper_candle_revisions, paper_parity
 from pipeline.defs.paper.jobs import paper_job
 from pipeline.defs.paper.schedules import build_paper_schedule
+from pipeline.defs.registry.assets import strategies
+from pipeline.defs.registry.jobs import configure_job
 from pipeline.defs.research.assets import build_research_refresh
 from pipeline.defs.research.jobs import refresh_job
 from pipeline.defs.research.sensors import build_refresh_sensor
