@@ -43,17 +43,17 @@ def registry_metadata(db: Any) -> dict[str, Any]:
     for info in list_strategies():
         row = stored.get(info.name, {})
         params = row.get("parameters") or info.parameters
-        rows.append({"strategy": info.name, "active": bool(row.get("active", True)),
-                     "parameters": ", ".join(f"{k}={v}" for k, v in params.items()), **verdict_line(db, info.name)})  # fmt: skip
+        rows.append({"strategy": info.name, "active": bool(row.get("active", True)), **verdict_line(db, info.name)})
         specs[f"parameters_{info.name}"] = table(
-            [{"parameter": p, "type and range": info.param_specs.get(p, info.param_types[p]).split(": ", 1)[-1],
-              "current": str(params.get(p, info.parameters[p])), "meaning": info.param_descriptions[p]}
+            [{"parameter": p, "current": str(params.get(p, info.parameters[p])),
+              "allowed": info.param_specs.get(p, info.param_types[p]).split(": ", 1)[-1]}
              for p in info.parameters],
-            ["parameter", "type and range", "current", "meaning"],
+            ["parameter", "current", "allowed"],
         )  # fmt: skip
-        specs[f"description_{info.name}"] = dg.MetadataValue.md(info.description)
+        meanings = "; ".join(f"`{p}`: {d}" for p, d in info.param_descriptions.items())
+        specs[f"description_{info.name}"] = dg.MetadataValue.md(f"{info.description}\n\nParameters: {meanings}")
     return {
-        "registry": table(rows, ["strategy", "active", "parameters", "latest verdict", "run_id"]),
+        "registry": table(rows, ["strategy", "active", "latest verdict"]),
         "active": dg.MetadataValue.int(sum(1 for r in rows if r["active"])),
         **specs,
     }
