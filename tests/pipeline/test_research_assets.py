@@ -61,7 +61,8 @@ def test_rankings_snapshot_per_active_strategy(refreshed, store) -> None:
 
     assert {"features", "rankings"} <= materialized_keys(refreshed)
     feats = _meta(refreshed, "features")
-    assert feats["symbols"].value == 3 and "rsi" in cells(feats["closed_bar_features"])
+    assert feats["symbols"].value == 3 and "rsi" in cells(feats["momentum_features"])
+    assert "atr_pct %" in cells(feats["trend_and_volatility_features"])
     ranks = _meta(refreshed, "rankings")
     for info in list_strategies():
         table = cells(ranks[f"ranking_{info.name}"])

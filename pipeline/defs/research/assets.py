@@ -32,8 +32,13 @@ from pipeline.results import RunFailed, active_strategies, load_candles
 GROUP = "research"
 FEATURES = dg.AssetKey("features")
 RANKINGS = dg.AssetKey("rankings")
-FEATURE_PREVIEW = ("symbol", "bars_seen", "close", "rsi", "macd_hist", "macd_hist_slope", "ema_dist",
-                   "trend_slope", "atr_pct", "volume_z", "quote_volume_24h")  # fmt: skip
+#: the feature snapshot in narrow tables (the asset page is about 500 px wide)
+FEATURE_TABLES = {
+    "momentum_features": ("symbol", "rsi", "macd_hist", "macd_hist_slope"),
+    "trend_and_volatility_features": ("symbol", "ema_dist", "trend_slope", "atr_pct", "bb_width"),
+    "liquidity_features": ("symbol", "volume_z", "volume_trend", "quote_volume_24h"),
+    "bars": ("symbol", "bars_seen", "close"),
+}
 RANKING_PREVIEW = ("rank", "symbol", "score", "weight", "reasons")
 RISK_GATE_FEATURES = ("atr_pct", "quote_volume_24h")
 
@@ -77,6 +82,9 @@ def _features_result(rankings: dict[str, pd.DataFrame], n_symbols: int, cfg: Any
     """The feature snapshot the latest decision used (closed bars only: the same rows the rankings gate)."""
     snapshot = next((r for r in rankings.values() if len(r)), pd.DataFrame())
     when = snapshot["decision_time"].iloc[0] if len(snapshot) else None
+    records = snapshot.sort_values("symbol").to_dict("records") if len(snapshot) else []
+    tables = {name: table(records, cols) for name, cols in FEATURE_TABLES.items()} if records else {
+        "closed_bar_features": dg.MetadataValue.text("no decision time supported by the data")}
     return dg.MaterializeResult(
         asset_key=FEATURES,
         metadata={
@@ -84,10 +92,9 @@ def _features_result(rankings: dict[str, pd.DataFrame], n_symbols: int, cfg: Any
             "timeframe": cfg.feature_timeframe,
             "persisted": dg.MetadataValue.bool(False),
             "decision_time": fmt_ts(when),
-            "closed_bar_features": table(snapshot.sort_values("symbol").to_dict("records"), FEATURE_PREVIEW)
-            if len(snapshot) else dg.MetadataValue.text("no decision time supported by the data"),
+            **tables,
         },
-    )  # fmt: skip
+    )
 
 
 def _rankings_result(context: Any, db: Any, strategies: list[Any], rankings: dict[str, pd.DataFrame],
