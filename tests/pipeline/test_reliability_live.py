@@ -60,6 +60,7 @@ def _setup(tmp_path: Path) -> tuple[dict, Path, Path]:
         "CRYPTO4H_REQUESTS_DIR": str(tmp_path / "requests"),
         "CRYPTO4H_REPORTS_DIR": str(tmp_path / "reports"),
         "CRYPTO4H_TEST_GATE": str(gate),
+        "PYTHONPATH": str(REPO_ROOT),  # this checkout's pipeline, whatever the venv's editable install points to
         "PYTHONWARNINGS": "ignore",
     }
     return env, gate, workspace
