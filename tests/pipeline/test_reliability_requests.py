@@ -139,3 +139,30 @@ def test_an_unexpected_error_in_one_file_is_reported_against_it(env, instance, m
     assert _launched(data) == ["ok.yaml"]
     later = _tick(defs, instance, data.cursor)
     assert "invalid boom.yaml: cannot be checked: RuntimeError('checker bug')" in later.skip_message
+
+
+def test_a_request_recorded_by_a_concurrent_run_is_skipped_not_failed(env, instance, monkeypatch) -> None:
+    """Two runs of one request (a retried launch, a second sensor) race past the `has_request` check:
+    the loser finds the key taken when it records, and ends like any repeat: skipped, nothing written."""
+    from pipeline_helpers import QUIET, ingest
+
+    from pipeline.store import Store
+
+    defs = make_defs(env["universe"], env["db_url"])
+    assert ingest(defs, env["universe"], instance).success
+    (env["requests"] / "race.yaml").write_text("strategy: momentum_rank\nfee_bps: 3\n")
+    [req] = _tick(defs, instance).run_requests
+    job = defs.resolve_job_def("adhoc_backtest")
+    first = job.execute_in_process(run_config={**req.run_config, **QUIET}, instance=instance, tags=req.tags)
+    assert first.success and first.output_for_node("run_backtest") > 0
+    monkeypatch.setattr(Store, "has_request", lambda self, key: False)  # the check ran before the other commit
+    second = job.execute_in_process(run_config={**req.run_config, **QUIET}, instance=instance, tags=req.tags,
+                                    raise_on_error=False)  # fmt: skip
+    assert second.success, [e.message for e in second.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert second.output_for_node("run_backtest") == -1
+    monkeypatch.undo()
+    store = Store(url=env["db_url"])
+    try:
+        assert (store.list_backtests(limit=100)["request_key"] == req.run_key).sum() == 1
+    finally:
+        store.dispose()
