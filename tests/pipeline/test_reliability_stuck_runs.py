@@ -113,6 +113,10 @@ def test_presumed_dead_rules(instance) -> None:
     hour_later = now + 3600
     assert "STARTED for 60 min (limit 30 min): presumed dead" in why(started, hour_later)
     assert "STARTING for 60 min (limit 10 min)" in why(starting, hour_later)
+    # a sign of life (a materialisation a minute ago) keeps a long run alive
+    record = instance.get_run_record_by_id(started.run_id)
+    assert sensors.presumed_dead(record, hour_later, last_seen=hour_later - 60) is None
+    assert "STARTED for 31 min" in sensors.presumed_dead(record, hour_later, last_seen=hour_later - 31 * 60)
     queued = SimpleNamespace(  # a run record as get_run_records returns it (queued runs need a code location)
         dagster_run=SimpleNamespace(job_name="ingest_candles", status=dg.DagsterRunStatus.QUEUED),
         start_time=None, create_timestamp=datetime.now(UTC) - timedelta(days=10),

@@ -18,7 +18,8 @@ server, see docs/reliability.md). Until then, a run that has been STARTED for mo
 `$CRYPTO4H_STALE_RUN_SECONDS` (default 30 min; the hourly ingestion takes about a minute), or stuck in
 NOT_STARTED/STARTING for more than `STARTING_LIMIT_SECONDS`, is presumed dead: the tick says so and goes
 on without it (queued runs are alive by definition: they wait for a slot). Public API only: run records'
-start/create times, no internal heartbeat.
+start/create times, and a run's newest candle materialisation as its sign of life (a long backfill that
+has just written is not presumed dead).
 """
 
 from __future__ import annotations
@@ -63,15 +64,17 @@ def stale_after_seconds() -> float:
     return value if value > 0 else DEFAULT_STALE_SECONDS
 
 
-def presumed_dead(record: dg.RunRecord, now: float) -> str | None:
+def presumed_dead(record: dg.RunRecord, now: float, last_seen: float | None = None) -> str | None:
     """Why an unfinished run is presumed dead (its process was killed and nobody marked it), or None.
 
-    QUEUED runs wait for a slot and are never dead. STARTED ones are dead once started longer ago than
-    `stale_after_seconds()`; NOT_STARTED / STARTING ones after `STARTING_LIMIT_SECONDS`.
+    QUEUED runs wait for a slot and are never dead. STARTED ones are dead once started (or `last_seen`,
+    e.g. their newest materialisation: a sign of life) longer ago than `stale_after_seconds()`;
+    NOT_STARTED / STARTING ones after `STARTING_LIMIT_SECONDS`.
     """
     run = record.dagster_run
     if run.status == dg.DagsterRunStatus.STARTED:
-        since, limit = record.start_time or record.create_timestamp.timestamp(), stale_after_seconds()
+        since = max(record.start_time or record.create_timestamp.timestamp(), last_seen or 0.0)
+        limit = stale_after_seconds()
     elif run.status in (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING):
         since, limit = record.create_timestamp.timestamp(), STARTING_LIMIT_SECONDS
     else:
@@ -165,7 +168,7 @@ def build_refresh_sensor() -> dg.SensorDefinition:
         for run_id, (storage_id, ts) in runs.items():
             record = instance.get_run_record_by_id(run_id)
             run = record.dagster_run if record is not None else None
-            gone = presumed_dead(record, now) if record is not None else None
+            gone = presumed_dead(record, now, last_seen=ts) if record is not None else None
             if run is not None and not run.is_finished and not gone:
                 notes.append(f"waiting for ingestion run {run_id[:8]} to finish")
                 break
