@@ -135,3 +135,29 @@ def test_stale_limit_from_the_environment(monkeypatch) -> None:
     for raw, expected in (("", 1800), ("600", 600), ("-5", 1800), ("soon", 1800), ("2.5", 2.5)):
         monkeypatch.setenv(sensors.STALE_ENV, raw)
         assert sensors.stale_after_seconds() == expected
+
+
+def test_instance_settings_end_dead_runs(tmp_path) -> None:
+    """Both instance files turn run monitoring on with a runtime limit (the only end for an orphaned run
+    under the default run launcher, which can neither check a worker's health nor resume a run)."""
+    import shutil
+
+    import yaml
+
+    from pipeline.universe import REPO_ROOT
+
+    settings = {}
+    for name in ("dagster.yaml", "dagster.postgres.yaml"):
+        doc = yaml.safe_load((REPO_ROOT / "dagster_home" / name).read_text())
+        settings[name] = doc["run_monitoring"]
+    assert settings["dagster.yaml"] == settings["dagster.postgres.yaml"]
+    monitoring = settings["dagster.yaml"]
+    assert monitoring["enabled"] is True and monitoring["max_resume_run_attempts"] == 0
+    assert 3600 <= monitoring["max_runtime_seconds"] <= 24 * 3600
+    assert monitoring["start_timeout_seconds"] < sensors.STARTING_LIMIT_SECONDS
+    assert monitoring["poll_interval_seconds"] <= 60
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as instance:  # the daemon accepts these settings
+        assert instance.run_launcher is not None
