@@ -139,10 +139,19 @@ def data_span(candles: Mapping[str, pd.DataFrame]) -> str:
     return f"{len(candles)} symbols with candles from {fmt_ts(first)} to {fmt_ts(last)} (open times)"
 
 
+def stored_span(db: Any, exchange: str, symbols: Sequence[str]) -> str | None:
+    """What the store holds for `symbols` over all time (None when nothing): one aggregate per symbol."""
+    spans = [s for s in (db.candle_summary(exchange, sym) for sym in symbols) if s["rows"]]
+    if not spans:
+        return None
+    first, last = min(s["first"] for s in spans), max(s["last"] for s in spans)
+    return f"{len(spans)} symbols with candles from {fmt_ts(first)} to {fmt_ts(last)} (open times)"
+
+
 def _needs(cfg: Any, warmup: int) -> str:
     """What a run needs, in words: its decision range and the warm-up history before it."""
     tf_hours = cfg.timeframe_ms / 3_600_000
-    span = f"{fmt_ts(cfg.start)} .. {fmt_ts(cfg.end)}" if cfg.start is not None or cfg.end is not None else "any"
+    span = f"{fmt_ts(cfg.start)} .. {fmt_ts(cfg.end)}" if cfg.start is not None or cfg.end is not None else "any period"
     return (
         f"decision times in {span} with {cfg.window_hours:g}h windows, after a warm-up of {warmup} closed "
         f"{cfg.feature_timeframe} bars (about {warmup * tf_hours / 24:.1f} days) per symbol"
@@ -248,8 +257,15 @@ def run_and_record(
         end = pd.Timestamp(cfg.end) if cfg.end is not None else None
         candles = load_candles(db, uni, symbols=wanted, end=end)
     if not candles:
-        raise fail(f"no stored candles for {wanted} on {uni.exchange!r}: materialise `candles` first "
-                   "(backfill from the UI, `python -m pipeline.backfill` or `make demo`)")  # fmt: skip
+        held = stored_span(db, uni.exchange, wanted)
+        if held is None:
+            raise fail(f"no stored candles for {wanted} on {uni.exchange!r}: materialise `candles` first "
+                       "(backfill from the UI, `python -m pipeline.backfill` or `make demo`)")  # fmt: skip
+        from engine.features import default_warmup_bars
+
+        raise fail(f"no stored candles for {wanted} on {uni.exchange!r} before the run's end "
+                   f"{fmt_ts(cfg.end)}: the run needs {_needs(cfg, cfg.warmup_bars or default_warmup_bars())}; "
+                   f"the store has {held}")  # fmt: skip
     fingerprint = fingerprint or data_fingerprint(candles)
     found = _reusable(db, strategy.name, kind, fingerprint, config) if reuse else None
     if found is not None:

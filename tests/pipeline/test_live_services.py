@@ -58,7 +58,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def services(env: dict, port: int, logs: Path):
+def services(env: dict, port: int, logs: Path, workspace: Path | str = "workspace.yaml"):
     """Start webserver + daemon in their own process groups; always terminate both."""
     procs: list[subprocess.Popen] = []
     try:
@@ -66,13 +66,13 @@ def services(env: dict, port: int, logs: Path):
             "webserver": [
                 str(BIN / "dagster-webserver"),
                 "-w",
-                "workspace.yaml",
+                str(workspace),
                 "-h",
                 "127.0.0.1",
                 "-p",
                 str(port),
             ],
-            "daemon": [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            "daemon": [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)],
         }.items():
             out = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process below
             procs.append(subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,

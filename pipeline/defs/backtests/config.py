@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from typing import Any
 
 import dagster as dg
@@ -56,10 +57,17 @@ class BacktestRequest(dg.Config):
     request_key: str = Field(default="", description="Set by the requests sensor: recorded once per key.")
 
 
+FLOAT_FIELDS = ("window_hours", "shift_hours", "fee_bps", "slippage_bps")
+
+
 def engine_config(req: BacktestRequest) -> Any:
     """The engine's `WalkForwardConfig` of a request (raises ValueError with the engine's message)."""
     from engine.backtest import WalkForwardConfig
 
+    for name in FLOAT_FIELDS:  # YAML's .inf/.nan pass the float type; the engine's messages would not say so
+        value = getattr(req, name)
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number (got {value})")
     return WalkForwardConfig(
         start=req.start or None,
         end=req.end or None,

@@ -13,6 +13,7 @@ from pipeline.defs.backtests.requests import build_engine_objects
 from pipeline.defs.backtests.runs import publish_run
 from pipeline.resources import StoreResource, UniverseResource
 from pipeline.results import RunFailed, run_and_record
+from pipeline.store import RequestAlreadyRecorded
 
 OP_NAME = "run_backtest"
 JOB_NAME = "adhoc_backtest"
@@ -31,18 +32,22 @@ def run_backtest(
     kind = "request" if config.request_key else "adhoc"
     key = config.request_key or None
     if key and db.has_request(key):
-        context.log.info(f"request {key} was already recorded; nothing to do (exactly once)")
-        return dg.Output(-1, metadata={"skipped": "request already recorded", "request_key": key})
+        return _already_recorded(context, key)
     request = {**config.model_dump(), "strategy": strategy_name(config.strategy)}
     try:
         strategy, cfg, symbols = build_engine_objects(config, uni)
     except ValueError as exc:
-        db.record_failed_backtest(strategy=request["strategy"], kind=kind, config=request,
-                                  universe=list(config.universe), error=str(exc), request_key=key)  # fmt: skip
+        try:
+            db.record_failed_backtest(strategy=request["strategy"], kind=kind, config=request,
+                                      universe=list(config.universe), error=str(exc), request_key=key)  # fmt: skip
+        except RequestAlreadyRecorded:
+            return _already_recorded(context, key)
         raise dg.Failure(description=f"invalid backtest request: {exc}") from exc
     try:
         run = run_and_record(db, uni, strategy, cfg, kind=kind, symbols=symbols, request_key=key,
                              extra_config={"request": request})  # fmt: skip
+    except RequestAlreadyRecorded:  # a concurrent run of the same request recorded it first
+        return _already_recorded(context, key)
     except RunFailed as exc:
         raise dg.Failure(description=f"backtest failed: {exc}") from exc
     for note in run.notes:
@@ -52,6 +57,12 @@ def run_backtest(
     if key:
         metadata["request_key"] = key
     return dg.Output(run.run_id, metadata=metadata)
+
+
+def _already_recorded(context: dg.OpExecutionContext, key: str | None) -> dg.Output[int]:
+    """A request the store already holds (a repeat, or a concurrent run that recorded it first): skip."""
+    context.log.info(f"request {key} was already recorded; nothing to do (exactly once)")
+    return dg.Output(-1, metadata={"skipped": "request already recorded", "request_key": key or ""})
 
 
 @dg.job(
