@@ -23,7 +23,7 @@ from engine.backtest.panel import PreparedHistories, build_panel, prepare_histor
 from engine.features import default_warmup_bars
 from engine.metrics import curve_metrics, equity_curve, symbol_metrics, trade_metrics
 from engine.portfolio import portfolio_curve
-from engine.risk import Allocator
+from engine.risk import Allocator, RiskManager
 from engine.stats import RunStatistics, net_return, run_statistics
 from engine.strategies.base import TradingStrategy
 from engine.timeframes import BASE_MS, ms_index
@@ -90,18 +90,67 @@ def run_walk_forward(
     warmup = cfg.warmup_bars or default_warmup_bars()
     risk, allocator = require_risk_objects(strategy, warmup, cfg.max_positions, cfg=cfg, allocator=allocator)
     histories = prepare_histories(candles_by_symbol, cfg.feature_timeframe)
-    feature_cols = histories.feature_cols
-    decision_ms = _decision_times(histories, cfg, warmup)
-    log.info("walk-forward %s: %d symbols, %d decision times", strategy.name, len(histories), len(decision_ms))
+    shared = decision_panel(histories, cfg)
+    log.info("walk-forward %s: %d symbols, %d decision times", strategy.name, len(histories),
+             len(shared.decision_ms))
+    return run_on_panel(shared, strategy, cfg, risk, allocator)
 
-    panel, outcomes = build_panel(histories, decision_ms, cfg.window_ms, feature_cols=feature_cols,
+
+@dataclass(frozen=True)
+class DecisionPanel:
+    """The information panel and the outcomes of one universe at one set of decision times.
+
+    It depends only on the data, the decision times, the window and the warm-up (`panel_key`), never on
+    the strategy, its parameters, the positions or the costs: a sweep builds it once and evaluates every
+    configuration on it with `run_on_panel`, which is exactly what `run_walk_forward` does for one.
+    """
+
+    panel: pd.DataFrame
+    outcomes: dict[str, np.ndarray]
+    decision_ms: np.ndarray
+    feature_cols: list[str]
+    key: tuple
+
+
+def panel_key(cfg: WalkForwardConfig) -> tuple:
+    """The config fields a decision panel depends on (two configs with equal keys share one panel)."""
+    return (cfg.start, cfg.end, cfg.window_ms, cfg.shift_ms, cfg.timeframe_ms,
+            cfg.warmup_bars or default_warmup_bars())
+
+
+def decision_panel(histories: PreparedHistories, cfg: WalkForwardConfig) -> DecisionPanel:
+    """Build the shared panel of `run_walk_forward` for `cfg` (features must already be prepared)."""
+    warmup = cfg.warmup_bars or default_warmup_bars()
+    decision_ms = _decision_times(histories, cfg, warmup)
+    panel, outcomes = build_panel(histories, decision_ms, cfg.window_ms, feature_cols=histories.feature_cols,
                                   warmup_bars=warmup, eligible_only=True)
-    evaluated = evaluate(panel, strategy, risk, allocator)
+    return DecisionPanel(panel, outcomes, decision_ms, list(histories.feature_cols), panel_key(cfg))
+
+
+def run_on_panel(
+    shared: DecisionPanel, strategy: TradingStrategy, cfg: WalkForwardConfig, risk: RiskManager,
+    allocator: Allocator,
+) -> WalkForwardResult:
+    """Everything `run_walk_forward` does after the panel: decisions, then outcomes, trades, statistics."""
+    if shared.key != panel_key(cfg):
+        raise ValueError("this decision panel was built for other dates, window, shift, timeframe or warm-up")
+    evaluated = evaluate(shared.panel, strategy, risk, allocator)
     # outcomes join only after every decision is made: strategies never receive them
+    outcomes = dict(shared.outcomes)  # the shared arrays stay untouched
     outcomes["return_pct"] = net_return(outcomes["gross_ratio"], cfg.cost_per_side)
     for col, values in outcomes.items():
         evaluated[col] = values
+    return assemble_result(evaluated, shared.decision_ms, cfg, strategy, shared.feature_cols)
 
+
+def assemble_result(
+    evaluated: pd.DataFrame, decision_ms: np.ndarray, cfg: WalkForwardConfig, strategy: TradingStrategy,
+    feature_cols: list[str],
+) -> WalkForwardResult:
+    """Trades, windows, metrics and the capital curve of evaluated panel rows joined with their outcomes.
+
+    `decision_ms` lists every decision time of the result (those without rows count as idle windows).
+    """
     trades = _trades(evaluated, feature_cols)
     windows = _windows(evaluated, decision_ms, cfg)
     metrics, stats = _metrics(trades, windows, evaluated, decision_ms, cfg, strategy)
