@@ -65,7 +65,7 @@ def evaluate(
     eligible = panel["eligible"].to_numpy(dtype=bool)
     score = np.where(eligible, strategy.score(panel).to_numpy(np.float64), np.nan)
     candidate = eligible & gates.all(axis=1).to_numpy() & np.isfinite(score)
-    rank = _rank_candidates(panel["decision_ms"].to_numpy(), panel["symbol"].astype(str).to_numpy(), score, candidate)
+    rank = _rank_candidates(panel["decision_ms"].to_numpy(), symbol_sort_keys(panel["symbol"]), score, candidate)
     weight = allocation_weights(allocator, rank, panel)
     out = panel.copy(deep=False)  # new columns only: the panel's data is not copied
     for col in gates.columns:
@@ -77,8 +77,19 @@ def evaluate(
     return out
 
 
+def symbol_sort_keys(symbols: pd.Series) -> np.ndarray:
+    """Keys that sort rows by symbol name: the codes of a categorical whose categories are in name order
+    (the decision panel's), which sort ten times faster than the names themselves, else the names."""
+    if isinstance(symbols.dtype, pd.CategoricalDtype):
+        categories = symbols.cat.categories
+        if all(isinstance(c, str) for c in categories) and categories.is_monotonic_increasing:
+            return symbols.cat.codes.to_numpy()
+    return symbols.astype(str).to_numpy()
+
+
 def _rank_candidates(times: np.ndarray, symbols: np.ndarray, score: np.ndarray, candidate: np.ndarray) -> np.ndarray:
-    """1-based rank by score (desc) within each decision time, ties broken by symbol name; NaN otherwise."""
+    """1-based rank by score (desc) within each decision time, ties broken by `symbols` (names, or keys
+    in name order); NaN otherwise."""
     rank = np.full(len(times), np.nan)
     idx = np.flatnonzero(candidate)
     if len(idx) == 0:
