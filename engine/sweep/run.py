@@ -128,18 +128,37 @@ def run_sweep_chunk(
     resolved = resolved_configs(strategy_name, configs, cfg)
     prepared = prepare_histories(histories, cfg.feature_timeframe)
     shared = decision_panel(prepared, cfg)
+    log.info("sweep %s: %d configurations, %d symbols, %d decision times", strategy_name, len(resolved),
+             len(prepared), len(shared.decision_ms))
+    return chunk_on_panel(shared, strategy_name, configs, resolved, cfg, keep_results=keep_results,
+                          progress=progress)
+
+
+def chunk_on_panel(
+    shared: DecisionPanel,
+    strategy_name: str,
+    configs: Sequence[Mapping[str, Any]],
+    resolved: list[tuple[int, TradingStrategy, WalkForwardConfig]],
+    cfg: WalkForwardConfig,
+    *,
+    keep_results: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    on_result: Callable[[int, WalkForwardResult], None] | None = None,
+) -> SweepChunk:
+    """The loop of `run_sweep_chunk` on a built panel; `on_result(config_id, result)` sees each full run
+    before it is dropped (walk-forward optimisation keeps the windows)."""
     n = len(shared.decision_ms)
     returns = np.empty((n, len(resolved)), dtype=np.float64)
     rows: list[dict[str, Any]] = []
     results: dict[int, WalkForwardResult] | None = {} if keep_results else None
-    log.info("sweep %s: %d configurations, %d symbols, %d decision times", strategy_name, len(resolved),
-             len(prepared), n)
     for j, (config_id, strategy, cfg_i) in enumerate(resolved):
         result = run_config(shared, strategy, cfg_i)
         rows.append(config_row(config_id, strategy, cfg_i, result.metrics))
         returns[:, j] = result.windows["window_return"].to_numpy(np.float64)
         if results is not None:
             results[config_id] = result
+        if on_result is not None:
+            on_result(config_id, result)
         del result
         if progress is not None:
             progress(j + 1, len(resolved))
