@@ -69,7 +69,7 @@ def _performance(total: np.ndarray, squares: np.ndarray, n: float, metric: str) 
     var = np.maximum((squares - n * mean**2) / (n - 1), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         sharpe = mean / np.sqrt(var)
-    return np.where(var > 0, sharpe, np.where(mean == 0, 0.0, np.sign(mean) * np.inf))
+    return np.where(var > 0, sharpe, np.where(mean == 0, 0.0, np.copysign(np.inf, mean)))
 
 
 def pbo_cscv(returns: pd.DataFrame, blocks: int = PBO_BLOCKS, metric: str = "sharpe") -> PBOResult:
