@@ -57,6 +57,8 @@ class SweepResult:
     benchmarks: dict[float, pd.Series]
     n_trials: int
     objective: str = "mean_window_return"
+    #: the universe (every symbol with data)
+    symbols: list[str] = field(default_factory=list)
     results: dict[int, WalkForwardResult] | None = field(default=None, repr=False)
 
     @property
@@ -162,8 +164,8 @@ def merge_chunks(
             raise ValueError(f"chunks of different strategies: {first.strategy!r} and {c.strategy!r}")
         if c.config != first.config:
             raise ValueError("chunks were run with different configs; merge only chunks of one sweep")
-        if not np.array_equal(c.decision_ms, first.decision_ms):
-            raise ValueError("chunks have different decision times (different data?); merge only one sweep")
+        if c.symbols != first.symbols or not np.array_equal(c.decision_ms, first.decision_ms):
+            raise ValueError("chunks have different universes or decision times (different data?); merge only one sweep")
     entries = [(row, c.returns[:, j], cfg) for c in chunks
                for j, (row, cfg) in enumerate(zip(c.rows, c.configs, strict=True))]
     entries.sort(key=lambda e: e[0][ID_COLUMN])
@@ -196,5 +198,6 @@ def merge_chunks(
         benchmarks=benchmarks,
         n_trials=n,
         objective=objective,
+        symbols=list(first.symbols),
         results=results,
     )

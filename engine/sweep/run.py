@@ -51,6 +51,7 @@ class SweepChunk:
     returns: np.ndarray
     decision_ms: np.ndarray
     benchmarks: dict[float, np.ndarray]
+    symbols: list[str] = field(default_factory=list)
     #: every configuration's full `WalkForwardResult`, only with `keep_results=True` (small sweeps, tests)
     results: dict[int, WalkForwardResult] | None = field(default=None, repr=False)
 
@@ -171,5 +172,6 @@ def chunk_on_panel(
         returns=returns,
         decision_ms=shared.decision_ms.copy(),
         benchmarks={c: benchmark_returns(shared, c) for c in sorted(costs)},
+        symbols=[str(s) for s in shared.panel["symbol"].cat.categories],
         results=results,
     )
