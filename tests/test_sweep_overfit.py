@@ -124,12 +124,19 @@ def test_deflated_sharpe_of_the_best_configuration() -> None:
     out = deflated_sharpe_of(daily, 7, n_trials=20)
     sharpes = daily.mean() / daily.std(ddof=1) * math.sqrt(365.25)
     assert out.config_id == 7 and out.n_trials == 20 and out.n_days == 400
-    assert out.trials_sharpe_variance == pytest.approx(sharpes.var(ddof=1), rel=1e-12)
+    assert out.trials_sharpe_variance is None  # the bar comes from the sampling variance of skill-less trials
+    assert out.across_variance == pytest.approx(sharpes.var(ddof=1), rel=1e-12)
     assert out.sharpe == pytest.approx(sharpes[7], rel=1e-9)
+    direct = stats.deflated_sharpe(daily[7].to_numpy(), 20, periods_per_year=365.25)
+    assert (out.probability, out.threshold) == (direct.probability, direct.threshold) and out.probability > 0.99
+    across = deflated_sharpe_of(daily, 7, n_trials=20, variance="across")
     direct = stats.deflated_sharpe(daily[7].to_numpy(), 20, periods_per_year=365.25,
                                    trials_sharpe_variance=sharpes.var(ddof=1))
-    assert out.probability == pytest.approx(direct.probability, rel=1e-12) and out.probability > 0.99
+    assert across.trials_sharpe_variance == out.across_variance
+    assert across.probability == pytest.approx(direct.probability, rel=1e-12)
     noise_best = int(daily.drop(columns=7).mean().idxmax())
     assert deflated_sharpe_of(daily.drop(columns=7), noise_best, n_trials=19).probability < 0.95
     # more trials raise the bar the same Sharpe must clear
     assert deflated_sharpe_of(daily, 7, n_trials=1000).threshold > out.threshold
+    with pytest.raises(ValueError, match="variance must be 'sampling' or 'across'"):
+        deflated_sharpe_of(daily, 7, n_trials=20, variance="cross")

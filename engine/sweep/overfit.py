@@ -169,8 +169,11 @@ def daily_pnl(returns: pd.DataFrame, window_hours: float, sleeve_factor: float) 
 class DeflatedSharpeResult:
     """The deflated Sharpe ratio of one configuration (`engine.stats.deflated_sharpe`) on its daily P&L.
 
-    `probability` that its true Sharpe exceeds `threshold`, the annualised Sharpe the best of `n_trials`
-    skill-less configurations would reach by luck (their Sharpe variance: `trials_sharpe_variance`).
+    `probability` that its true Sharpe ratio exceeds `threshold`, the annualised Sharpe ratio the best of
+    `n_trials` skill-less configurations would reach by luck. `trials_sharpe_variance` is the variance of
+    the trials' Sharpe ratios used for that bar: `None` means the sampling variance of a zero Sharpe
+    estimate over `n_days` returns (`variance="sampling"`, the default); `across_variance` is the variance
+    actually observed across the sweep's configurations, for reference.
     """
 
     config_id: Any
@@ -179,6 +182,7 @@ class DeflatedSharpeResult:
     sharpe: float | None
     n_trials: int
     trials_sharpe_variance: float | None
+    across_variance: float | None
     n_days: int
     periods_per_year: float = DAYS_PER_YEAR
 
@@ -186,32 +190,49 @@ class DeflatedSharpeResult:
 def _field(out: Any, name: str, index: int) -> Any:
     if isinstance(out, dict):
         return out.get(name)
-    return getattr(out, name, None) if hasattr(out, name) else out[index]
+    return getattr(out, name) if hasattr(out, name) else out[index]
 
 
-def deflated_sharpe_of(daily: pd.DataFrame, config_id: Any, n_trials: int) -> DeflatedSharpeResult | None:
-    """DSR of `config_id` among `n_trials`, the trials' Sharpe variance taken across the sweep's columns.
+def sharpe_across(daily: pd.DataFrame) -> np.ndarray:
+    """Annualised Sharpe ratio of each configuration's daily P&L (configurations without variance left out)."""
+    x = daily.to_numpy(np.float64)
+    if len(x) < 2:
+        return np.array([])
+    sd = x.std(axis=0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sharpe = x.mean(axis=0) / sd * math.sqrt(DAYS_PER_YEAR)
+    return sharpe[np.isfinite(sharpe) & (sd > 0)]
 
-    None when this engine has no `engine.stats.deflated_sharpe`.
+
+def deflated_sharpe_of(
+    daily: pd.DataFrame, config_id: Any, n_trials: int, variance: str = "sampling"
+) -> DeflatedSharpeResult | None:
+    """DSR of `config_id` among `n_trials`; None when this engine has no `engine.stats.deflated_sharpe`.
+
+    `variance="sampling"` sets the bar from the Sharpe variance skill-less trials of this length show (the
+    null hypothesis itself); `"across"` from the variance observed across the sweep's configurations (Bailey
+    & Lopez de Prado's estimate). A grid's configurations are correlated, which shrinks the observed
+    variance when nothing has an edge, and differ in skill when something has, which inflates it: the
+    sampling variance is the steadier bar (docs/sweeps.md compares both on simulated markets).
     """
+    if variance not in ("sampling", "across"):
+        raise ValueError(f"variance must be 'sampling' or 'across' (got {variance!r})")
     try:
         from engine.stats import deflated_sharpe
     except ImportError:
         return None
-    x = daily.to_numpy(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sd = x.std(axis=0, ddof=1) if len(x) > 1 else np.full(x.shape[1], np.nan)
-        sharpe = x.mean(axis=0) / sd * math.sqrt(DAYS_PER_YEAR)
-    sharpe = sharpe[np.isfinite(sharpe) & (sd > 0)]
-    variance = float(np.var(sharpe, ddof=1)) if len(sharpe) >= 2 else None
+    sharpes = sharpe_across(daily)
+    across = float(np.var(sharpes, ddof=1)) if len(sharpes) >= 2 else None
+    used = across if variance == "across" else None
     out = deflated_sharpe(daily[config_id].to_numpy(np.float64), int(n_trials), periods_per_year=DAYS_PER_YEAR,
-                          trials_sharpe_variance=variance)
+                          trials_sharpe_variance=used)
     return DeflatedSharpeResult(
         config_id=config_id,
         probability=_field(out, "probability", 0),
         threshold=_field(out, "threshold", 1),
-        sharpe=_field(out, "sharpe", 2) if not isinstance(out, tuple) or len(out) > 2 else None,
+        sharpe=_field(out, "sharpe", 2),
         n_trials=int(n_trials),
-        trials_sharpe_variance=variance,
+        trials_sharpe_variance=used,
+        across_variance=across,
         n_days=len(daily),
     )

@@ -123,7 +123,8 @@ class SweepResult:
 
     @cached_property
     def deflated_sharpe(self) -> DeflatedSharpeResult | None:
-        """Deflated Sharpe ratio of the best configuration by the objective, given `n_trials` tried."""
+        """Deflated Sharpe ratio of the best configuration by the objective, given `n_trials` tried, on its
+        daily P&L (None until engine.stats has `deflated_sharpe`)."""
         return deflated_sharpe_of(self.daily, int(self.best()[ID_COLUMN]), self.n_trials)
 
     @cached_property
