@@ -30,7 +30,6 @@ def martingale_market(seed: int, symbols: int = 8, days: int = 36, sigma: float 
     """Prices that are martingales in levels: 5m log returns N(-sigma^2/2, sigma^2), so E[exit/entry] = 1
     given anything known at entry. With zero costs no selection rule has an edge."""
     rng = np.random.default_rng(seed)
-    n = days * PER_DAY
     out = {}
     for i in range(symbols):
         sig = sigma * np.exp(np.repeat(rng.normal(0.0, 0.3, days), PER_DAY))  # volatility regimes, still no drift
