@@ -40,16 +40,8 @@ def sweep_parameters(strategy_name: str) -> dict[str, Param]:
     return {**specs, **RUN_PARAMS}
 
 
-def describe(param: Param) -> str:
-    """'rsi_low: float in [0, 100], default 40.0' (what an error lists as a valid choice)."""
-    lo, hi = param.minimum, param.maximum
-    bounds = (f" in [{lo:g}, {hi:g}]" if lo is not None and hi is not None
-              else f" >= {lo:g}" if lo is not None else f" <= {hi:g}" if hi is not None else "")
-    return f"{param.name}: {param.type.__name__}{bounds}, default {param.default!r}"
-
-
 def _valid_list(specs: Mapping[str, Param]) -> str:
-    return "; ".join(describe(p) for p in specs.values())
+    return "; ".join(p.describe() for p in specs.values())
 
 
 def validate_grid(strategy_name: str, grid: Mapping[str, Any]) -> dict[str, list[Any]]:
@@ -68,16 +60,16 @@ def validate_grid(strategy_name: str, grid: Mapping[str, Any]) -> dict[str, list
         values = grid[name]
         spec = specs[name]
         if isinstance(values, str | bytes | Mapping) or not isinstance(values, Sequence | np.ndarray | range):
-            raise ValueError(f"grid[{name!r}] must be a list of values (got {values!r}); {describe(spec)}")
+            raise ValueError(f"grid[{name!r}] must be a list of values (got {values!r}); {spec.describe()}")
         if len(values) == 0:
-            raise ValueError(f"grid[{name!r}] is empty; give at least one value ({describe(spec)})")
+            raise ValueError(f"grid[{name!r}] is empty; give at least one value ({spec.describe()})")
         coerced = []
         for value in values:
             value = value.item() if isinstance(value, np.generic) else value
             try:
                 coerced.append(spec.coerce(value, strategy_name))
             except ValueError as exc:
-                raise ValueError(f"grid[{name!r}]: {exc}; valid: {describe(spec)}") from None
+                raise ValueError(f"grid[{name!r}]: {exc}; valid: {spec.describe()}") from None
         if len(set(coerced)) != len(coerced):
             raise ValueError(f"grid[{name!r}] repeats a value ({coerced}): every configuration would run twice")
         out[name] = coerced
