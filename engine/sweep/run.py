@@ -23,6 +23,7 @@ from engine.backtest.evaluate import require_risk_objects
 from engine.backtest.panel import PreparedHistories, prepare_histories
 from engine.backtest.walk_forward import DecisionPanel, WalkForwardResult, decision_panel, run_on_panel
 from engine.features import default_warmup_bars
+from engine.reuse import reuse_scope
 from engine.stats import net_return
 from engine.strategies.base import TradingStrategy
 from engine.sweep.grid import RUN_PARAMS, resolve
@@ -152,17 +153,18 @@ def chunk_on_panel(
     returns = np.empty((n, len(resolved)), dtype=np.float64)
     rows: list[dict[str, Any]] = []
     results: dict[int, WalkForwardResult] | None = {} if keep_results else None
-    for j, (config_id, strategy, cfg_i) in enumerate(resolved):
-        result = run_config(shared, strategy, cfg_i)
-        rows.append(config_row(config_id, strategy, cfg_i, result.metrics))
-        returns[:, j] = result.windows["window_return"].to_numpy(np.float64)
-        if results is not None:
-            results[config_id] = result
-        if on_result is not None:
-            on_result(config_id, result)
-        del result
-        if progress is not None:
-            progress(j + 1, len(resolved))
+    with reuse_scope():  # configuration-independent statistics (e.g. bootstrap indices) are computed once
+        for j, (config_id, strategy, cfg_i) in enumerate(resolved):
+            result = run_config(shared, strategy, cfg_i)
+            rows.append(config_row(config_id, strategy, cfg_i, result.metrics))
+            returns[:, j] = result.windows["window_return"].to_numpy(np.float64)
+            if results is not None:
+                results[config_id] = result
+            if on_result is not None:
+                on_result(config_id, result)
+            del result
+            if progress is not None:
+                progress(j + 1, len(resolved))
     costs = {cfg.cost_per_side, *(c.cost_per_side for _, _, c in resolved)}
     return SweepChunk(
         strategy=strategy_name,
