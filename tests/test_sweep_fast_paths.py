@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 from scipy.stats import rankdata
 
-from engine.backtest.evaluate import _rank_candidates, symbol_sort_keys
+from engine.backtest.evaluate import _rank_candidates
 from engine.backtest.walk_forward import _selected_names
-from engine.features.cross_section import pct_rank_by_code
+from engine.features.cross_section import pct_rank_by_code, symbol_sort_keys
+from engine.reuse import reuse_scope
 
 
 def reference_pct_rank(x: np.ndarray, codes: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -64,6 +65,33 @@ def test_categorical_codes_rank_ties_like_symbol_names() -> None:
     assert symbol_sort_keys(unsorted).dtype.kind in "OU"  # categories out of name order: use the names
     assert np.array_equal(_rank_candidates(times, symbol_sort_keys(unsorted), score, candidate), by_name,
                           equal_nan=True)
+
+
+def reference_ranks(times, names, score, candidate) -> np.ndarray:
+    """Rank within each time by score descending, then name, written as a Python sort."""
+    rank = np.full(len(times), np.nan)
+    for t in np.unique(times):
+        rows = [i for i in np.flatnonzero(times == t) if candidate[i]]
+        for r, i in enumerate(sorted(rows, key=lambda i: (-score[i], names[i])), start=1):
+            rank[i] = r
+    return rank
+
+
+def test_ranks_reuse_one_sort_for_every_candidate_set() -> None:
+    rng = np.random.default_rng(4)
+    names = np.array(["B/X", "A/X", "D/X", "C/X"])
+    symbols = pd.Series(pd.Categorical(np.tile(names, 50), categories=sorted(names)))
+    times = np.repeat(np.arange(50), 4)
+    score = rng.integers(0, 4, size=200).astype(float)
+    score[rng.random(200) < 0.1] = np.nan
+    keys = symbol_sort_keys(symbols)
+    sets = [np.isfinite(score) & (rng.random(200) < p) for p in (0.3, 0.6, 1.0)]
+    with reuse_scope():
+        inside = [_rank_candidates(times, keys, score, c) for c in sets]
+    for c, got in zip(sets, inside, strict=True):
+        want = reference_ranks(times, symbols.astype(str).to_numpy(), score, c)
+        assert np.array_equal(got, want, equal_nan=True)
+        assert np.array_equal(_rank_candidates(times, keys, score, c), want, equal_nan=True)
 
 
 def test_selected_names_are_joined_in_rank_order() -> None:

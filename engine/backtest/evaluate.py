@@ -12,6 +12,8 @@ import pandas as pd
 
 from engine.backtest.config import WalkForwardConfig
 from engine.backtest.contract import allocation_weights, risk_gates
+from engine.features.cross_section import symbol_sort_keys
+from engine.reuse import reusable
 from engine.risk import RISK_GATE_LABELS, Allocator, RiskManager
 from engine.sizing import make_allocator
 from engine.strategies.base import TradingStrategy
@@ -77,24 +79,25 @@ def evaluate(
     return out
 
 
-def symbol_sort_keys(symbols: pd.Series) -> np.ndarray:
-    """Keys that sort rows by symbol name: the codes of a categorical whose categories are in name order
-    (the decision panel's), which sort ten times faster than the names themselves, else the names."""
-    if isinstance(symbols.dtype, pd.CategoricalDtype):
-        categories = symbols.cat.categories
-        if all(isinstance(c, str) for c in categories) and categories.is_monotonic_increasing:
-            return symbols.cat.codes.to_numpy()
-    return symbols.astype(str).to_numpy()
+@reusable
+def score_order(times: np.ndarray, symbols: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Rows with a finite score, by decision time, then score descending, then symbol.
+
+    The order of every candidate subset is this order filtered, so a sweep whose configurations change
+    only the gates sorts once (see engine.reuse).
+    """
+    idx = np.flatnonzero(np.isfinite(score))
+    return idx[np.lexsort((symbols[idx], -score[idx], times[idx]))]
 
 
 def _rank_candidates(times: np.ndarray, symbols: np.ndarray, score: np.ndarray, candidate: np.ndarray) -> np.ndarray:
     """1-based rank by score (desc) within each decision time, ties broken by `symbols` (names, or keys
-    in name order); NaN otherwise."""
+    in name order); NaN otherwise. Candidates must have a finite score."""
     rank = np.full(len(times), np.nan)
-    idx = np.flatnonzero(candidate)
-    if len(idx) == 0:
+    order = score_order(times, symbols, score)
+    order = order[candidate[order]]  # (time, score, symbol) is a total order: filtering keeps it
+    if len(order) == 0:
         return rank
-    order = idx[np.lexsort((symbols[idx], -score[idx], times[idx]))]
     t = times[order]
     new_group = np.r_[True, t[1:] != t[:-1]]
     starts = np.flatnonzero(new_group)

@@ -214,29 +214,31 @@ def _windows(ev: pd.DataFrame, decision_ms: np.ndarray, cfg: WalkForwardConfig) 
     n = len(decision_ms)
     t_idx = np.searchsorted(decision_ms, ev["decision_ms"].to_numpy())
 
-    def per_time(weights: np.ndarray) -> np.ndarray:
-        return np.bincount(t_idx, weights=np.asarray(weights, dtype=np.float64), minlength=n)
+    def count(rows: np.ndarray) -> np.ndarray:
+        return np.bincount(t_idx[rows], minlength=n).astype(np.int64)
 
     void = ev["void"].to_numpy(dtype=bool)
     sel = ev["selected"].to_numpy(dtype=bool)
     weight = ev["weight"].to_numpy()
     outcome = np.where(void, 0.0, ev["return_pct"].to_numpy())  # a void trade returns its capital untouched
-    n_eligible = per_time(np.ones(len(ev)))
+    n_eligible = np.bincount(t_idx, minlength=n).astype(np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        benchmark = np.where(n_eligible > 0, per_time(outcome) / n_eligible, np.nan)
+        benchmark = np.where(n_eligible > 0, np.bincount(t_idx, weights=outcome, minlength=n) / n_eligible, np.nan)
     names = _selected_names(ev, sel, decision_ms)
-    window_return = per_time(weight * outcome)
+    # only selected rows carry weight: summing over them alone gives the same sums (the others add zeros)
+    s_idx = t_idx[sel]
+    window_return = np.bincount(s_idx, weights=(weight * outcome)[sel], minlength=n)
     contribution, equity, drawdown = equity_curve(window_return, cfg.sleeve_factor)
     out = pd.DataFrame(
         {
             "decision_time": ms_index(decision_ms),
-            "n_eligible": n_eligible.astype(np.int64),
-            "n_candidates": per_time(ev["candidate"].to_numpy()).astype(np.int64),
-            "n_selected": per_time(sel).astype(np.int64),
-            "n_trades": per_time(sel & ~void).astype(np.int64),
-            "n_void": per_time(sel & void).astype(np.int64),
+            "n_eligible": n_eligible,
+            "n_candidates": count(ev["candidate"].to_numpy(dtype=bool)),
+            "n_selected": count(sel),
+            "n_trades": count(sel & ~void),
+            "n_void": count(sel & void),
             "selected": names,
-            "invested_weight": per_time(weight * ~void),
+            "invested_weight": np.bincount(s_idx, weights=(weight * ~void)[sel], minlength=n),
             "window_return": window_return,
             "benchmark_return": benchmark,
             "contribution": contribution,

