@@ -12,6 +12,8 @@ from engine.backtest.evaluate import _rank_candidates
 from engine.backtest.walk_forward import _selected_names
 from engine.features.cross_section import pct_rank_by_code, symbol_sort_keys
 from engine.reuse import reuse_scope
+from engine.stats import BlockResamples, quantile_spread
+from engine.stats.summary import month_labels
 
 
 def reference_pct_rank(x: np.ndarray, codes: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -104,3 +106,34 @@ def test_selected_names_are_joined_in_rank_order() -> None:
     sel = np.array([True, True, False, True, False, True])
     names = _selected_names(ev, sel, decision_ms)
     assert names.tolist() == ["A/X,B/X", "", "C/X", "B/X"]
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 250, 251])
+def test_resampled_medians_equal_numpy_median(n: int) -> None:
+    rng = np.random.default_rng(n)
+    x = rng.normal(0, 0.01, n)
+    x[rng.random(n) < 0.3] = 0.0  # idle windows: many ties
+    rs = BlockResamples(n, block=min(n, 4), samples=300, seed=1)
+    assert np.array_equal(rs.medians(x), np.median(rs.gather(x), axis=1))
+    x[0] = np.nan  # not a window return, but the fallback keeps numpy's answer
+    assert np.array_equal(rs.medians(x), np.median(rs.gather(x), axis=1), equal_nan=True)
+
+
+def test_month_labels_equal_strftime() -> None:
+    times = pd.Series(pd.date_range("2023-12-31 20:00", periods=40, freq="2h", tz="UTC"))
+    want = times.dt.tz_convert("UTC").dt.strftime("%Y-%m").to_numpy()
+    assert month_labels(pd.DatetimeIndex(times).asi8).tolist() == want.tolist()
+
+
+def test_quantile_spread_with_keys_equals_with_names() -> None:
+    rng = np.random.default_rng(2)
+    names = np.array([f"S{i}/X" for i in (3, 10, 1, 22, 5, 7, 9, 12, 40, 2, 31, 8)])
+    symbols = pd.Series(pd.Categorical(np.tile(names, 30), categories=sorted(names)))
+    times = np.repeat(np.arange(30), len(names))
+    score = rng.integers(0, 2, size=len(times)).astype(float)  # ties decided by the name
+    forward = rng.normal(0, 0.01, len(times))
+    by_name = quantile_spread(times, symbols.astype(str).to_numpy(), score, forward)
+    keys = symbol_sort_keys(symbols)
+    assert quantile_spread(times, keys, score, forward) == by_name
+    # keys turned into text ("10" < "2") would break the ties in another order: the check has teeth
+    assert quantile_spread(times, keys.astype(str), score, forward) != by_name

@@ -19,6 +19,8 @@ from typing import NamedTuple
 import numpy as np
 from arch.bootstrap import CircularBlockBootstrap, optimal_block_length
 
+from engine.reuse import reusable
+
 #: block floor as a multiple of the overlap window/shift (calibrated by simulation, docs/statistics.md)
 BLOCK_FLOOR_OVERLAPS = 6
 #: shortest series for arch's Politis-White estimate (it reads about sqrt(n) + 5 autocorrelations)
@@ -48,6 +50,7 @@ def block_length(x: np.ndarray, overlap: int) -> int:
     return int(min(n, max(1, floor)))
 
 
+@reusable
 def bootstrap_indices(n: int, *, block: int, samples: int, seed: int) -> np.ndarray:
     """(samples x n) resample indices of arch's circular block bootstrap; row j is resample j.
 
@@ -70,9 +73,10 @@ class BlockResamples:
     def __init__(self, n: int, *, block: int, samples: int, seed: int) -> None:
         self.n, self.block = n, max(1, min(int(block), n))
         self.indices = bootstrap_indices(n, block=self.block, samples=samples, seed=seed)
-        self.starts = self.indices[:, :: self.block]  # (samples, blocks): where each block starts
+        self.starts = np.ascontiguousarray(self.indices[:, :: self.block])  # (samples, blocks): block starts
         k = self.starts.shape[1]
         self.lengths = np.minimum(self.block, n - self.block * np.arange(k))  # the last block may be cut
+        self._ends = self.starts + self.lengths
 
     @property
     def samples(self) -> int:
@@ -82,11 +86,30 @@ class BlockResamples:
         """(samples x blocks) sums of `x` over each resampled block."""
         x = np.asarray(x, dtype=np.float64)
         c = np.concatenate(([0.0], np.cumsum(np.concatenate((x, x[: self.block - 1])))))
-        return c[self.starts + self.lengths] - c[self.starts]
+        return c[self._ends] - c[self.starts]
 
     def totals(self, x: np.ndarray) -> np.ndarray:
         """Sum of `x` over each resample (samples,)."""
         return self.block_sums(x).sum(axis=1)
+
+    def medians(self, x: np.ndarray) -> np.ndarray:
+        """The median of each resample: `np.median(self.gather(x), axis=1)`, bit for bit, several times faster.
+
+        Each value is replaced by its rank in `x` (ties broken by position), so every resample sorts small
+        integers instead of floats; the middle ranks map back to the same middle values.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        n = len(x)
+        if n == 0 or not np.isfinite(x).all():
+            return np.median(self.gather(x), axis=1)
+        order = np.argsort(x, kind="stable")
+        rank = np.empty(n, dtype=np.int16 if n < 2**15 else np.int32)
+        rank[order] = np.arange(n)
+        ranks = rank[self.indices]
+        ranks.sort(axis=1)
+        values = x[order]
+        k = n // 2
+        return values[ranks[:, k]] if n % 2 else (values[ranks[:, k - 1]] + values[ranks[:, k]]) / 2
 
     def gather(self, x: np.ndarray) -> np.ndarray:
         """The resampled series themselves (samples x n), for order statistics such as the median."""

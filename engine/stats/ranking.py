@@ -13,6 +13,7 @@ import pandas as pd
 from arch.covariance.kernel import Bartlett
 
 from engine.features.cross_section import pct_rank_dense
+from engine.reuse import reusable
 
 #: fewest scored symbols at a decision time for a rank IC or a quintile spread
 MIN_SCORED = 3
@@ -36,6 +37,7 @@ def _layout(times: np.ndarray, members: np.ndarray | None) -> tuple[np.ndarray, 
     return uniq, rows, cols, (len(uniq), width)
 
 
+@reusable
 def rank_ic_series(
     times: np.ndarray, score: np.ndarray, forward_return: np.ndarray, members: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -99,6 +101,7 @@ def newey_west_tstat(x: np.ndarray, min_bandwidth: float) -> float | None:
     return float(x.mean() / math.sqrt(lrv / len(x)))
 
 
+@reusable
 def quantile_spread(
     times: np.ndarray, symbols: np.ndarray, score: np.ndarray, forward_return: np.ndarray
 ) -> float | None:

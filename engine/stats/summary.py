@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from engine.metrics import equity_curve
+from engine.reuse import reusable
 from engine.stats.bootstrap import BlockResamples, block_length, mean_test, percentile_interval
 from engine.stats.costs import cost_sensitivity
 from engine.stats.null import excess_over_null, window_null
@@ -110,11 +111,17 @@ def _drawdown_from_zero(contribution: np.ndarray) -> float:
     return float(min(0.0, drawdown.min())) if len(drawdown) else 0.0
 
 
+@reusable
+def month_labels(decision_ns: np.ndarray) -> np.ndarray:
+    """'2024-03' for each decision time (epoch ns, UTC calendar month); the same for every run of a sweep."""
+    return pd.DatetimeIndex(np.asarray(decision_ns, dtype="datetime64[ns]")).strftime("%Y-%m").to_numpy()
+
+
 def monthly_table(windows: pd.DataFrame, per_window: dict[str, np.ndarray], sleeve_factor: float) -> pd.DataFrame:
     """One row per UTC calendar month of decision times (a window belongs to the month it starts in)."""
     if len(windows) == 0:
         return pd.DataFrame(columns=MONTHLY_COLUMNS)
-    month = windows["decision_time"].dt.tz_convert("UTC").dt.strftime("%Y-%m").to_numpy()
+    month = month_labels(pd.DatetimeIndex(windows["decision_time"]).asi8)
     bench = windows["benchmark_return"].fillna(0.0).to_numpy(np.float64) * sleeve_factor
     rows = []
     for m in pd.unique(month):
@@ -148,7 +155,7 @@ def _bootstrap_metrics(
     mean = mean_test(wr, rs, conf)
     out["mean_window_return_ci_low"], out["mean_window_return_ci_high"] = mean.ci_low, mean.ci_high
     out["median_window_return_ci_low"], out["median_window_return_ci_high"] = percentile_interval(
-        np.median(rs.gather(wr), axis=1), conf)
+        rs.medians(wr), conf)
     out["sharpe_ci_low"], out["sharpe_ci_high"] = percentile_interval(
         _resampled_sharpe(wr, rs, periods_per_year(cfg.shift_hours)), conf)
     trades = rs.totals(per_window["trades"])
