@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from scipy.stats import rankdata
 
+from engine import stats
 from engine.sweep import pbo_cscv
 from engine.sweep.overfit import daily_pnl, deflated_sharpe_of, spa_test
 
@@ -115,9 +116,6 @@ def test_daily_pnl_counts_a_window_on_the_day_it_closes() -> None:
 
 
 def test_deflated_sharpe_of_the_best_configuration() -> None:
-    stats = pytest.importorskip("engine.stats")
-    if not hasattr(stats, "deflated_sharpe"):
-        pytest.skip("engine.stats.deflated_sharpe arrives with the statistics rewrite")
     rng = np.random.default_rng(5)
     daily = pd.DataFrame(rng.normal(0, 0.01, size=(400, 20)))
     daily[7] += 0.004  # annualised Sharpe about 7.6: far above what 20 noise trials reach

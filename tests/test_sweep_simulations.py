@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from sweep_markets import calm_drift_market, martingale_market
 
-import engine.stats
 from engine.backtest import WalkForwardConfig
 from engine.sweep import run_sweep
 
@@ -35,11 +34,6 @@ def figures(sweep) -> dict[str, float | None]:
             "cap": float(sweep.best()["max_atr_pct"]), "windows": len(sweep.returns), "configs": len(sweep.table)}
 
 
-def needs_deflated_sharpe() -> None:
-    if not hasattr(engine.stats, "deflated_sharpe"):  # pragma: no cover - until the statistics rewrite lands
-        pytest.skip("engine.stats.deflated_sharpe arrives with the statistics rewrite")
-
-
 @pytest.fixture(scope="module")
 def noise() -> list[dict]:
     return [figures(run_sweep(martingale_market(seed), "macd_rsi_confluence", NOISE_GRID, CFG)) for seed in NOISE_SEEDS]
@@ -51,7 +45,6 @@ def edge() -> list[dict]:
 
 
 def test_no_edge_is_not_significant_and_overfit(noise) -> None:
-    needs_deflated_sharpe()
     assert all(f["configs"] == 27 and f["windows"] == 301 for f in noise)
     dsr = np.array([f["dsr"] for f in noise], dtype=float)
     pbo = np.array([f["pbo"] for f in noise], dtype=float)
@@ -64,7 +57,6 @@ def test_no_edge_is_not_significant_and_overfit(noise) -> None:
 
 
 def test_planted_edge_is_found_with_low_pbo(edge) -> None:
-    needs_deflated_sharpe()
     caps = [f["cap"] for f in edge]
     dsr = np.array([f["dsr"] for f in edge], dtype=float)
     pbo = np.array([f["pbo"] for f in edge], dtype=float)

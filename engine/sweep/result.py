@@ -16,6 +16,7 @@ import pandas as pd
 
 from engine.backtest.config import WalkForwardConfig
 from engine.backtest.walk_forward import WalkForwardResult
+from engine.stats.bootstrap import BLOCK_FLOOR_OVERLAPS
 from engine.strategies import get_strategy
 from engine.strategies.base import TradingStrategy
 from engine.sweep.grid import RUN_PARAMS, sweep_parameters
@@ -129,9 +130,10 @@ class SweepResult:
 
     @cached_property
     def spa(self) -> SPAResult:
-        """Hansen's SPA test of every configuration against the equal-weight benchmark."""
+        """Hansen's SPA test of every configuration against the equal-weight benchmark (mean block at least
+        the run bootstrap's floor, 6 x window/shift windows)."""
         overlap = math.ceil(self.config.window_ms / self.config.shift_ms)
-        return spa_test(self.returns, self.benchmark.to_numpy(), min_block=max(1, 2 * overlap),
+        return spa_test(self.returns, self.benchmark.to_numpy(), min_block=BLOCK_FLOOR_OVERLAPS * overlap,
                         reps=int(self.config.bootstrap_samples), seed=int(self.config.seed))
 
     @property
