@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -47,3 +48,30 @@ def test_single_varied_parameter_draws_a_line_and_kept_results_give_the_verdict(
     assert "range over the other parameters" in html
     best = sweep.results[int(sweep.best()["config_id"])]
     assert fmt.pct(best.metrics["mean_window_return_ci_low"], 3) in html
+
+
+def synthetic_sweep(edge: float, seed: int = 0):
+    """A SweepResult from simulated per-window returns (no market data): config 3 earns `edge` per window."""
+    from engine.sweep import SweepResult
+
+    rng = np.random.default_rng(seed)
+    index = pd.date_range("2024-01-01", periods=1600, freq="2h", tz="UTC", name="decision_time")
+    returns = pd.DataFrame(rng.normal(0, 0.01, (1600, 8)), index=index, columns=pd.Index(range(8), name="config_id"))
+    returns[3] += edge
+    table = pd.DataFrame({"config_id": range(8), "max_positions": range(1, 9),
+                          "mean_window_return": returns.mean().to_numpy()})
+    cfg = WalkForwardConfig(fee_bps=0, bootstrap_samples=300)
+    bench = pd.Series(np.zeros(1600), index=index)
+    return SweepResult("momentum_rank", cfg, [{"config_id": i, "max_positions": i + 1} for i in range(8)], table,
+                       returns, {0.0: bench}, n_trials=8)
+
+
+def test_overfitting_verdict_in_plain_words() -> None:
+    from engine.report.sweep import overfitting_verdict
+
+    edge = overfitting_verdict(synthetic_sweep(0.004))
+    assert edge.kind == "edge" and edge.title == "The best configuration's lead survives the search."
+    assert "PBO = 0.00" in edge.text and "significant at the 5% level" in edge.text
+    noise = overfitting_verdict(synthetic_sweep(0.0, seed=1))
+    assert noise.kind in ("loss", "partial") and "not significant at the 5% level" in noise.text
+    assert "no configuration beats the benchmark once the number tried is accounted for" in noise.text

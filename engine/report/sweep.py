@@ -71,9 +71,8 @@ def overfitting_verdict(sweep: Any) -> Verdict:
             f"the out-of-sample median in {pbo.pbo:.0%} of the splits (PBO = {pbo.pbo:.2f}; about 0.5 means the "
             f"ranking of configurations is noise, near 0 that the in-sample winner stays ahead). It lost money "
             f"out of sample in {pbo.prob_oos_loss:.0%} of the splits.")
-    if dsr is None or dsr.probability is None:
-        out.append("The deflated Sharpe ratio is not available (this engine has no engine.stats.deflated_sharpe, "
-                   "or the best configuration's daily P&L has no variance).")
+    if dsr.probability is None:
+        out.append("The deflated Sharpe ratio is not defined: the best configuration's daily P&L has no variance.")
     else:
         word = "significant" if dsr.probability >= 1 - alpha else "not significant"
         out.append(
@@ -92,9 +91,8 @@ def overfitting_verdict(sweep: Any) -> Verdict:
                                           "explains." if beats else "no configuration beats the benchmark once "
                                           "the number tried is accounted for."))
     overfit = pbo.pbo is not None and pbo.pbo >= 0.5
-    survives = (pbo.pbo is None or pbo.pbo <= 0.2) and (dsr is None or dsr.probability is None or
-                                                         dsr.probability >= 1 - alpha) and \
-        (spa.p_value is None or spa.p_value < alpha) and not (pbo.pbo is None and (dsr is None or spa.p_value is None))
+    survives = (pbo.pbo is not None and pbo.pbo <= 0.2 and dsr.probability is not None
+                and dsr.probability >= 1 - alpha and (spa.p_value is None or spa.p_value < alpha))
     if overfit:
         return Verdict("loss", "Likely overfit: picking the best configuration picked luck.", out)
     if survives:
@@ -172,7 +170,7 @@ def write_sweep_report(sweep: Any, path: str | Path) -> Path:
             {"label": "Best mean / window", "value": fmt.pct(row.get("mean_window_return"), 3),
              "sub": fmt.interval(row.get("mean_window_return_ci_low"), row.get("mean_window_return_ci_high"), digits=3)},
             {"label": "PBO", "value": fmt.ratio(pbo.pbo), "sub": f"CSCV, {pbo.blocks} blocks"},
-            {"label": "Deflated Sharpe", "value": fmt.share(getattr(sweep.deflated_sharpe, "probability", None)),
+            {"label": "Deflated Sharpe", "value": fmt.share(sweep.deflated_sharpe.probability),
              "sub": "P(true Sharpe > luck bar)"},
             {"label": "SPA p-value", "value": fmt.p_value(sweep.spa_p_value), "sub": "vs equal-weight benchmark"},
         ],

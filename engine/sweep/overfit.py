@@ -17,6 +17,8 @@ import pandas as pd
 from arch.bootstrap import SPA, optimal_block_length
 from scipy import stats
 
+from engine.stats import deflated_sharpe
+
 #: CSCV splits the windows into this many contiguous blocks (Bailey et al. use 16: C(16, 8) = 12,870 splits)
 PBO_BLOCKS = 16
 PBO_METRICS = ("mean", "sharpe")
@@ -206,8 +208,8 @@ def sharpe_across(daily: pd.DataFrame) -> np.ndarray:
 
 def deflated_sharpe_of(
     daily: pd.DataFrame, config_id: Any, n_trials: int, variance: str = "sampling"
-) -> DeflatedSharpeResult | None:
-    """DSR of `config_id` among `n_trials`; None when this engine has no `engine.stats.deflated_sharpe`.
+) -> DeflatedSharpeResult:
+    """DSR of `config_id` among `n_trials` (`engine.stats.deflated_sharpe` on daily P&L).
 
     `variance="sampling"` sets the bar from the Sharpe variance skill-less trials of this length show (the
     null hypothesis itself); `"across"` from the variance observed across the sweep's configurations (Bailey
@@ -217,10 +219,6 @@ def deflated_sharpe_of(
     """
     if variance not in ("sampling", "across"):
         raise ValueError(f"variance must be 'sampling' or 'across' (got {variance!r})")
-    try:
-        from engine.stats import deflated_sharpe
-    except ImportError:
-        return None
     sharpes = sharpe_across(daily)
     across = float(np.var(sharpes, ddof=1)) if len(sharpes) >= 2 else None
     used = across if variance == "across" else None

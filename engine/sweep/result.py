@@ -123,9 +123,9 @@ class SweepResult:
         return daily_pnl(self.returns, self.config.window_hours, self.config.sleeve_factor)
 
     @cached_property
-    def deflated_sharpe(self) -> DeflatedSharpeResult | None:
+    def deflated_sharpe(self) -> DeflatedSharpeResult:
         """Deflated Sharpe ratio of the best configuration by the objective, given `n_trials` tried, on its
-        daily P&L (None until engine.stats has `deflated_sharpe`)."""
+        daily P&L (`probability` is None when that P&L has no variance)."""
         return deflated_sharpe_of(self.daily, int(self.best()[ID_COLUMN]), self.n_trials)
 
     @cached_property
