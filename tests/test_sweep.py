@@ -4,6 +4,7 @@ chunked runs equal the one-shot run, and bad grids fail before any work with the
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import pickle
@@ -108,6 +109,10 @@ def test_chunked_sweep_equals_one_shot(candles) -> None:
     assert merged.spa == one.spa
     assert merged.deflated_sharpe == one.deflated_sharpe
     assert merged.best()["config_id"] == one.best()["config_id"]
+    summary = merged.summary()
+    assert summary == one.summary() and json.loads(json.dumps(summary)) == summary  # plain values only
+    assert summary["best_config_id"] == int(one.best()["config_id"]) and summary["configurations"] == 10
+    assert summary["pbo"] == one.pbo and summary["spa_p_value"] == one.spa_p_value
 
 
 def test_merge_refuses_mixed_chunks(candles) -> None:

@@ -140,6 +140,28 @@ class SweepResult:
     def spa_p_value(self) -> float | None:
         return self.spa.p_value
 
+    def summary(self) -> dict[str, Any]:
+        """The headline figures as plain JSON-friendly values (for run metadata and stores)."""
+        best = self.best()
+        pbo, dsr, spa = self._pbo, self.deflated_sharpe, self.spa
+        return {
+            "strategy": self.strategy,
+            "configurations": len(self.table),
+            "n_trials": self.n_trials,
+            "decision_times": len(self.returns),
+            "objective": self.objective,
+            "best_config_id": int(best[ID_COLUMN]),
+            "best_params": {k: _plain(best[k]) for k in self.varied},
+            "best_objective": _plain(best[self.objective]),
+            "pbo": pbo.pbo,
+            "pbo_blocks": pbo.blocks,
+            "deflated_sharpe": dsr.probability,
+            "deflated_sharpe_threshold": dsr.threshold,
+            "best_sharpe_daily": dsr.sharpe,
+            "spa_p_value": spa.p_value,
+            "spa_block": spa.block,
+        }
+
     def report(self, path: str | Path) -> Path:
         """Write the sweep as one self-contained HTML file (engine.report.write_sweep_report)."""
         from engine.report.sweep import write_sweep_report  # lazy: matplotlib loads only for reports
