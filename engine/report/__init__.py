@@ -1,4 +1,4 @@
-"""Self-contained HTML reports of walk-forward backtests (one run, or several side by side).
+"""Self-contained HTML reports of walk-forward backtests (one run, several side by side, or a sweep).
 
     from engine.report import write_report, write_comparison
     write_report(result, "out/report.html")          # same as result.report("out/report.html")
@@ -9,5 +9,6 @@ Each file holds every figure (inline SVG), style and script: it opens offline an
 
 from engine.report.compare import write_comparison
 from engine.report.single import write_report
+from engine.report.sweep import write_sweep_report
 
-__all__ = ["write_comparison", "write_report"]
+__all__ = ["write_comparison", "write_report", "write_sweep_report"]

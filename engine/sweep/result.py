@@ -164,7 +164,7 @@ class SweepResult:
 
     def report(self, path: str | Path) -> Path:
         """Write the sweep as one self-contained HTML file (engine.report.write_sweep_report)."""
-        from engine.report.sweep import write_sweep_report  # lazy: matplotlib loads only for reports
+        from engine.report import write_sweep_report  # lazy: matplotlib loads only for reports
 
         return write_sweep_report(self, path)
 
