@@ -144,6 +144,8 @@ def grid_items(sweep: Any) -> list[tuple[str, str]]:
 
 def write_sweep_report(sweep: Any, path: str | Path) -> Path:
     """Write `sweep` (a SweepResult) as one self-contained HTML file; return its absolute path."""
+    if len(sweep.returns) == 0:
+        raise ValueError("this sweep has no decision times (check start, end and the warm-up): nothing to report")
     best = best_run(sweep)
     row = sweep.best()
     pbo = sweep.overfitting()

@@ -24,6 +24,7 @@ import pandas as pd
 from engine.backtest.config import WalkForwardConfig
 from engine.backtest.panel import PreparedHistories, prepare_histories
 from engine.backtest.walk_forward import WalkForwardResult, assemble_result, decision_panel
+from engine.reuse import reuse_scope
 from engine.strategies import get_strategy
 from engine.sweep.grid import plan_sweep
 from engine.sweep.result import SweepResult, merge_chunks
@@ -168,7 +169,8 @@ def run_walk_forward_optimization(
     windows: dict[int, pd.DataFrame] = {}
     chunk = chunk_on_panel(shared, strategy_name, plan, resolved, cfg,
                            on_result=lambda i, r: windows.__setitem__(i, r.windows))
-    sweep = merge_chunks([chunk], objective="mean_window_return")
+    sweep = merge_chunks([chunk], objective=name if name in ("mean_window_return", "total_return", "sharpe")
+                         else "mean_window_return")
     ids = [c[ID_COLUMN] for c in plan]
 
     scores = np.full((len(ranges), len(ids)), np.nan)
@@ -183,7 +185,8 @@ def run_walk_forward_optimization(
         folds.append(Fold(k, ms_to_timestamp(train_start), ms_to_timestamp(test_start), ms_to_timestamp(test_start),
                           ms_to_timestamp(test_end), ids[pos], {p: v for p, v in plan[pos].items() if p != ID_COLUMN},
                           float(scores[k, pos]), int(purged.sum()), int(((ms >= test_start) & (ms < test_end)).sum())))
-    oos = _stitch(shared, resolved, folds, cfg)
+    with reuse_scope():
+        oos = _stitch(shared, resolved, folds, cfg)
     varied = [p for p in plan[0] if p != ID_COLUMN]
     oos.params.update({p: (folds[0].params[p] if len({f.params[p] for f in folds}) == 1
                            else [f.params[p] for f in folds]) for p in varied})
