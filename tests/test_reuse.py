@@ -58,3 +58,16 @@ def test_the_cache_is_bounded() -> None:
         total(np.full(3, 0.0))  # evicted (least recently used): computed again
         total(np.full(3, float(PER_FUNCTION + 1)))  # still cached
     assert len(CALLS) == PER_FUNCTION + 3
+
+
+def test_arrays_differing_outside_the_fingerprint_sample_are_not_confused() -> None:
+    from engine.reuse import SAMPLE, _digest
+
+    CALLS.clear()
+    a = np.zeros(10 * SAMPLE)
+    b = a.copy()
+    b[1] = 1.0  # the fingerprint reads every 10th element: same fingerprint, different array
+    assert _digest(a) == _digest(b)
+    with reuse_scope():
+        assert total(a) == 0.0 and total(b) == 1.0 and total(a) == 0.0
+    assert len(CALLS) == 3  # b was computed; it then replaced a's entry under the shared fingerprint

@@ -184,30 +184,38 @@ def _decision_times(histories, cfg: WalkForwardConfig, warmup: int) -> np.ndarra
 
 
 def _trades(ev: pd.DataFrame, feature_cols: list[str]) -> pd.DataFrame:
-    sel = ev.loc[ev["selected"]].sort_values(["decision_ms", "rank"])
+    idx = np.flatnonzero(ev["selected"].to_numpy(dtype=bool))
+    times = ev["decision_ms"].to_numpy()
+    order = idx[np.lexsort((ev["rank"].to_numpy()[idx], times[idx]))]  # by time, then rank (unique per time)
+
+    def col(name: str) -> np.ndarray:  # only the selected rows of the columns a trade reports
+        return ev[name].to_numpy()[order]
+
+    void = col("void").astype(bool)
+    decision = times[order]
     trades = pd.DataFrame(
         {
-            "decision_time": ms_index(sel["decision_ms"].to_numpy()),
-            "symbol": sel["symbol"].astype(str).to_numpy(),
-            "entry_time": ms_index(sel["decision_ms"].to_numpy()),
-            "exit_time": ms_index(np.where(sel["void"], np.iinfo(np.int64).min, sel["exit_ms"]).astype(np.int64))
-            .where(~sel["void"].to_numpy()),
+            "decision_time": ms_index(decision),
+            "symbol": pd.Series(col("symbol"), dtype=object).astype(str).to_numpy(),
+            "entry_time": ms_index(decision),
+            "exit_time": ms_index(np.where(void, np.iinfo(np.int64).min, col("exit_ms")).astype(np.int64))
+            .where(~void),
             "direction": "long",
-            "entry_price": sel["entry_price"].to_numpy(),
-            "exit_price": sel["exit_price"].to_numpy(),
-            "return_pct": sel["return_pct"].to_numpy(),
-            "gross_return_pct": sel["gross_ratio"].to_numpy() - 1.0,
-            "max_drawdown": sel["max_drawdown"].to_numpy(),
-            "weight": sel["weight"].to_numpy(),
-            "rank": sel["rank"].to_numpy().astype(np.int64),
-            "score": sel["score"].to_numpy(),
-            "void": sel["void"].to_numpy().astype(bool),
-            "n_candles": sel["n_window_candles"].to_numpy().astype(np.int64),
-            "gross_ratio": sel["gross_ratio"].to_numpy(),
-            **{f: sel[f].to_numpy() for f in ["close", "bars_seen", *feature_cols]},
+            "entry_price": col("entry_price"),
+            "exit_price": col("exit_price"),
+            "return_pct": col("return_pct"),
+            "gross_return_pct": col("gross_ratio") - 1.0,
+            "max_drawdown": col("max_drawdown"),
+            "weight": col("weight"),
+            "rank": col("rank").astype(np.int64),
+            "score": col("score"),
+            "void": void,
+            "n_candles": col("n_window_candles").astype(np.int64),
+            "gross_ratio": col("gross_ratio"),
+            **{f: col(f) for f in ["close", "bars_seen", *feature_cols]},
         }
     )
-    return trades.rename(columns={"close": "bar_close"}).reset_index(drop=True)
+    return trades.rename(columns={"close": "bar_close"})
 
 
 def _windows(ev: pd.DataFrame, decision_ms: np.ndarray, cfg: WalkForwardConfig) -> pd.DataFrame:
