@@ -54,6 +54,13 @@ def main() -> None:
     parser.add_argument("--one-by-one", type=int, default=5, help="configurations timed one by one")
     args = parser.parse_args()
 
+    # warm-up on a small universe: imports and first-call costs are not charged to any timed run
+    small = synthetic_universe(5, 20, seed=1)
+    warm = run_sweep(small, STRATEGY, {"max_positions": [1, 2]}, WalkForwardConfig())
+    warm.pbo, warm.spa, warm.deflated_sharpe  # noqa: B018
+    run_walk_forward(small, get_strategy(STRATEGY), WalkForwardConfig())
+    del small, warm
+
     universe = synthetic_universe(args.symbols, args.days)
     print(f"data: {args.symbols} symbols x {args.days} days = {sum(len(d) for d in universe.values()):,} candles, "
           f"rss {peak_rss_mb():.0f} MB")
@@ -71,9 +78,13 @@ def main() -> None:
           f"splits; SPA p {spa.p_value:.3f}, block {spa.block}, {spa.reps} reps; DSR "
           f"{'n/a' if dsr is None else f'{dsr.probability:.3f}'})")
 
-    with Timer() as single_t:
-        single = run_walk_forward(universe, get_strategy(STRATEGY), cfg)
-    print(f"one run_walk_forward (default parameters): {single_t}, {single.metrics['trade_count']:,} trades")
+    timers = []
+    for _ in range(2):  # the faster of two: the ratio below is then the less flattering one
+        with Timer() as t:
+            single = run_walk_forward(universe, get_strategy(STRATEGY), cfg)
+        timers.append(t)
+    single_t = min(timers, key=lambda t: t.cpu)
+    print(f"one run_walk_forward (default parameters, best of 2): {single_t}, {single.metrics['trade_count']:,} trades")
     del single
 
     chosen = plan[:: max(1, len(plan) // args.one_by_one)][: args.one_by_one]

@@ -67,11 +67,17 @@ def curve_metrics(
 
 
 def symbol_metrics(trades: pd.DataFrame) -> pd.DataFrame:
-    """The trade metrics per symbol (completed trades only)."""
-    done = trades.loc[~trades["void"]] if len(trades) else trades
-    rows = []
-    for symbol, group in done.groupby("symbol", observed=True, sort=True):
-        m = trade_metrics(group["return_pct"].to_numpy(), group["max_drawdown"].to_numpy())
-        rows.append({"symbol": str(symbol), **m})
+    """The trade metrics per symbol (completed trades only), symbols in name order."""
     cols = ["symbol", "trade_count", "win_rate", "avg_return", "median_return", "profit_factor", "max_drawdown_trade"]
+    done = trades.loc[~trades["void"].to_numpy(dtype=bool)] if len(trades) else trades
+    if len(done) == 0:
+        return pd.DataFrame([], columns=cols)
+    symbols = done["symbol"].astype(str).to_numpy()
+    order = np.argsort(symbols, kind="stable")  # each symbol's trades keep their order
+    names = symbols[order]
+    returns = done["return_pct"].to_numpy()[order]
+    drawdowns = done["max_drawdown"].to_numpy()[order]
+    cuts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
+    rows = [{"symbol": str(names[a]), **trade_metrics(returns[a:b], drawdowns[a:b])}
+            for a, b in zip(cuts, np.r_[cuts[1:], len(names)], strict=True)]
     return pd.DataFrame(rows, columns=cols)

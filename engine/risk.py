@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from engine.features.cross_section import group_codes
+
 #: gate name -> human explanation used in ranking reasons
 RISK_GATE_LABELS = {
     "gate_warmup": "not enough closed bars (warm-up)",
@@ -117,9 +119,14 @@ class Allocator:
     def allocate_panel(self, rank: pd.Series, groups: pd.Series, features: pd.DataFrame | None = None) -> pd.Series:
         """Weights for a whole panel: `rank` is 1-based among candidates (NaN = not a candidate),
         `groups` the decision time of each row, `features` the panel rows (information set)."""
-        selected = rank <= self.max_positions
-        n = selected.groupby(groups, sort=False).transform("sum")
-        weight = np.where(selected, 1.0 / n.where(n > 0, 1), 0.0)
+        selected = (rank <= self.max_positions).to_numpy()
+        codes, n_groups = group_codes(groups)
+        if len(codes) and codes.min() < 0:  # missing group labels: pandas' groupby semantics
+            n = pd.Series(selected, index=rank.index).groupby(groups, sort=False).transform("sum").to_numpy()
+        else:
+            n = np.bincount(codes, weights=selected, minlength=n_groups)[codes]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weight = np.where(selected, 1.0 / np.where(n > 0, n, 1), 0.0)
         return pd.Series(self.cap_array(weight), index=rank.index)
 
     def cap(self, weight: float) -> float:

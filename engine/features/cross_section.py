@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from engine.reuse import reusable
+
 #: below this relative dispersion a group is treated as flat (z = 0) instead of amplifying rounding noise
 _FLAT = 1e-12
 
@@ -16,6 +18,16 @@ _FLAT = 1e-12
 def group_codes(groups: pd.Series | np.ndarray) -> tuple[np.ndarray, int]:
     """Integer codes per group; a Series is factorised by pandas (fast for tz-aware datetimes)."""
     values = groups if isinstance(groups, pd.Series | pd.Index) else np.asarray(groups)
+    if isinstance(values, pd.Series | pd.Index) and values.dtype.kind in "iu":
+        values = values.to_numpy()  # plain integers (decision_ms): the same codes, and reusable in a sweep
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+        return _integer_codes(values)
+    codes, uniques = pd.factorize(values, sort=False)
+    return np.asarray(codes, dtype=np.int64), len(uniques)
+
+
+@reusable
+def _integer_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
     codes, uniques = pd.factorize(values, sort=False)
     return np.asarray(codes, dtype=np.int64), len(uniques)
 

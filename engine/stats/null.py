@@ -12,6 +12,23 @@ import math
 
 import numpy as np
 
+from engine.reuse import reusable
+
+
+@reusable
+def outcome_moments(
+    times: np.ndarray, outcome: np.ndarray, decision_ms: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per decision time: number of eligible symbols, mean and population variance of their outcomes
+    (the same for every configuration of a sweep at one cost)."""
+    n_windows = len(decision_ms)
+    t_idx = np.searchsorted(decision_ms, times)
+    N = np.bincount(t_idx, minlength=n_windows).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = np.bincount(t_idx, weights=outcome, minlength=n_windows) / N
+        s2 = np.bincount(t_idx, weights=(outcome - mu[t_idx]) ** 2, minlength=n_windows) / N
+    return N, mu, s2
+
 
 def window_null(
     times: np.ndarray,
@@ -27,16 +44,12 @@ def window_null(
     The random picks carry the strategy's weights: `weight_sum[k]` and `weight_sq_sum[k]` (sum of weights
     and of squared weights at time k); None means equal weights `1/picks[k]`.
     """
-    n_windows = len(decision_ms)
-    t_idx = np.searchsorted(decision_ms, times)
-    N = np.bincount(t_idx, minlength=n_windows).astype(np.float64)
+    N, mu, s2 = outcome_moments(times, outcome, decision_ms)
     k = np.asarray(picks, dtype=np.float64)
     active = (k > 0) & (N > 0)
     w = np.where(active, 1.0, 0.0) if weight_sum is None else np.asarray(weight_sum, dtype=np.float64)
     w2 = np.where(active, 1.0 / np.maximum(k, 1), 0.0) if weight_sq_sum is None else np.asarray(weight_sq_sum, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mu = np.bincount(t_idx, weights=outcome, minlength=n_windows) / N
-        s2 = np.bincount(t_idx, weights=(outcome - mu[t_idx]) ** 2, minlength=n_windows) / N
         var = s2 * (N * w2 - w**2) / (N - 1)
     mean = np.where(active, w * mu, 0.0)
     std = np.sqrt(np.where(active & (N > 1), np.maximum(var, 0.0), 0.0))
