@@ -61,10 +61,26 @@ def _digest(value: Any) -> Any:
     return value
 
 
+_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal dtype, shape and elements. Numbers are compared bit for bit (one integer comparison per
+    element, NaN included), which is stricter than value equality only for -0.0 vs 0.0: a miss, never
+    a wrong hit."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a is b:
+        return True
+    size = a.dtype.itemsize
+    if a.dtype.kind in "biuf" and size in _UINT and a.flags.c_contiguous and b.flags.c_contiguous:
+        return bool(np.array_equal(a.view(_UINT[size]), b.view(_UINT[size])))
+    return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+
+
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
-                and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")))
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and _same_array(a, b)
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
         return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):

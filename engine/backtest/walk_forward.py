@@ -23,6 +23,7 @@ from engine.backtest.panel import PreparedHistories, build_panel, prepare_histor
 from engine.features import default_warmup_bars
 from engine.metrics import curve_metrics, equity_curve, symbol_metrics, trade_metrics
 from engine.portfolio import portfolio_curve
+from engine.reuse import reusable
 from engine.risk import Allocator, RiskManager
 from engine.stats import RunStatistics, net_return, run_statistics
 from engine.strategies.base import TradingStrategy
@@ -218,9 +219,15 @@ def _trades(ev: pd.DataFrame, feature_cols: list[str]) -> pd.DataFrame:
     return trades.rename(columns={"close": "bar_close"})
 
 
+@reusable
+def time_index(decision_ms: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Position of each row's decision time among `decision_ms` (the same for every run on one panel)."""
+    return np.searchsorted(decision_ms, times)
+
+
 def _windows(ev: pd.DataFrame, decision_ms: np.ndarray, cfg: WalkForwardConfig) -> pd.DataFrame:
     n = len(decision_ms)
-    t_idx = np.searchsorted(decision_ms, ev["decision_ms"].to_numpy())
+    t_idx = time_index(decision_ms, ev["decision_ms"].to_numpy())
 
     def count(rows: np.ndarray) -> np.ndarray:
         return np.bincount(t_idx[rows], minlength=n).astype(np.int64)
