@@ -88,6 +88,17 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+def _freeze(result: Any) -> Any:
+    """Make the arrays of a shared result read-only: a caller that mutated one would change the result of
+    every later call, so it fails loudly instead."""
+    if isinstance(result, np.ndarray):
+        result.flags.writeable = False
+    elif isinstance(result, tuple | list):
+        for item in result:
+            _freeze(item)
+    return result
+
+
 def reusable(fn: F) -> F:
     """Decorate a pure function of arrays and scalars whose result the caller never mutates."""
     name = f"{fn.__module__}.{fn.__qualname__}"
@@ -106,7 +117,7 @@ def reusable(fn: F) -> F:
         if hit is not None and _same(hit[0], args) and _same(hit[1], kwargs):
             entries.move_to_end(key)
             return hit[2]
-        result = fn(*args, **kwargs)
+        result = _freeze(fn(*args, **kwargs))
         entries[key] = (args, kwargs, result)
         if len(entries) > PER_FUNCTION:
             entries.popitem(last=False)

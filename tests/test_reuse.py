@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from engine.reuse import PER_FUNCTION, reusable, reuse_scope
 
@@ -71,3 +72,18 @@ def test_arrays_differing_outside_the_fingerprint_sample_are_not_confused() -> N
     with reuse_scope():
         assert total(a) == 0.0 and total(b) == 1.0 and total(a) == 0.0
     assert len(CALLS) == 3  # b was computed; it then replaced a's entry under the shared fingerprint
+
+
+@reusable
+def doubled(x: np.ndarray) -> tuple[np.ndarray, int]:
+    return x * 2, len(x)
+
+
+def test_shared_results_are_read_only_inside_a_scope() -> None:
+    outside, _ = doubled(np.ones(3))
+    outside[0] = 5.0  # outside a scope the caller owns its result
+    with reuse_scope():
+        shared, n = doubled(np.ones(3))
+        assert n == 3 and doubled(np.ones(3))[0] is shared
+        with pytest.raises(ValueError, match="read-only"):
+            shared[0] = 5.0
