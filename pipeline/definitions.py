@@ -1,6 +1,6 @@
 """The code location: every asset, check, job, schedule, sensor and resource, assembled in one place.
 
-The areas live under `pipeline/defs/` (market_data, research, backtests, registry, paper); each exposes builders or
+The areas live under `pipeline/defs/` (market_data, research, backtests, registry, sweeps, paper); each exposes builders or
 definitions that this module wires together. The universe file (env `CRYPTO4H_UNIVERSE`, default
 `config/universe.yaml`) is read once here because its symbols are the static partition keys of
 `candles`; the resources are pinned to the same file. `build_defs(universe)` lets tests and the demo
@@ -30,6 +30,8 @@ from pipeline.defs.registry.jobs import configure_job
 from pipeline.defs.research.assets import build_research_refresh
 from pipeline.defs.research.jobs import refresh_job
 from pipeline.defs.research.sensors import build_refresh_sensor
+from pipeline.defs.sweeps.assets import sweep_runs
+from pipeline.defs.sweeps.jobs import parameter_sweep
 from pipeline.resources import MarketDataResource, StoreResource, UniverseResource
 from pipeline.universe import Universe, load_universe
 
@@ -54,9 +56,9 @@ def build_defs(universe: Universe | None = None, *, db_url: str = "") -> dg.Defi
         refresh = build_refresh_sensor()
     return dg.Definitions(
         assets=[candles, build_research_refresh(registered_strategies()), backtest_runs, strategies, paper_trades,
-                paper_performance],
+                paper_performance, sweep_runs],
         asset_checks=[build_candle_checks(universe, partitions_def), paper_parity, paper_candle_revisions],
-        jobs=[ingest_job, refresh_job, adhoc_backtest, configure_job, paper_job],
+        jobs=[ingest_job, refresh_job, adhoc_backtest, configure_job, paper_job, parameter_sweep],
         schedules=[hourly, build_paper_schedule(universe)],
         sensors=[refresh, requests],
         resources={

@@ -178,18 +178,23 @@ def require_decisions(result: Any, candles: Mapping[str, pd.DataFrame]) -> None:
 NOT_A_TRIAL = frozenset({"start", "end", "seed", "bootstrap_samples", "confidence", "cost_levels_bps", "request"})
 
 
-def _trial(config: Mapping[str, Any]) -> str:
+def trial_key(config: Mapping[str, Any]) -> str:
     return json.dumps({k: v for k, v in config.items() if k not in NOT_A_TRIAL}, sort_keys=True, default=str)
 
 
 def trials_tried(db: Any, strategy: str, universe: Sequence[str], config: Mapping[str, Any]) -> int:
     """How many distinct configurations of `strategy` were tried on this universe (the store's successful
     runs of any kind, sweeps included, plus this one): the `n_trials` of the deflated Sharpe."""
-    runs = db.list_backtests(strategy=strategy, status="success", limit=100_000)
+    return len(tried_configs(db, strategy, universe) | {trial_key(config)})
+
+
+def tried_configs(db: Any, strategy: str, universe: Sequence[str]) -> set[str]:
+    """The distinct configurations of `strategy` tried on this universe: successful runs and sweeps."""
     wanted = sorted(universe)
-    seen = {_trial(r.config or {}) for r in runs.itertuples(index=False) if sorted(r.universe or []) == wanted}
-    seen.add(_trial(config))
-    return len(seen)
+    runs = db.list_backtests(strategy=strategy, status="success", limit=100_000)
+    seen = {trial_key(r.config or {}) for r in runs.itertuples(index=False) if sorted(r.universe or []) == wanted}
+    seen |= {trial_key(c) for u, c in db.sweeps.tried_configs(strategy) if sorted(u) == wanted}
+    return seen
 
 
 def deflated_sharpe_metrics(result: Any, n_trials: int) -> dict[str, Any]:

@@ -23,6 +23,9 @@ TABLES = {
     "paper_decisions",
     "paper_trades",
     "paper_candles",
+    "sweeps",
+    "sweep_chunks",
+    "sweep_configs",
 }
 
 
@@ -62,7 +65,7 @@ def test_migrate_creates_every_table_and_twice_is_a_noop(empty_store):
     empty_store.migrate()
     first = _schema_snapshot(empty_store)
     assert set(first) >= TABLES
-    assert empty_store.schema_revision() == head_revision() == "0003"
+    assert empty_store.schema_revision() == head_revision() == "0004"
     empty_store.migrate()
     assert _schema_snapshot(empty_store) == first
     with empty_store.engine.connect() as conn:

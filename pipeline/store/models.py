@@ -33,6 +33,7 @@ RUN_KINDS = ("scheduled", "adhoc", "request")
 RUN_STATUSES = ("success", "failed")
 PAPER_MODES = ("live", "late", "caught_up")
 PAPER_STATUSES = ("open", "settled", "void")
+SWEEP_STATUSES = ("running", "success", "failed")
 
 #: widths of the symbol and exchange columns; the universe file is validated against them at load
 SYMBOL_MAX_CHARS = 64
@@ -315,16 +316,86 @@ class PaperCandle(Base):
     first_seen_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
+class Sweep(Base):
+    """One parameter sweep: its grid, base config and universe, then its overfitting figures once merged.
+
+    A sweep is planned by one step, its configurations run as chunks in separate steps (each writes its
+    `sweep_chunks` row), and one step merges them (`pbo`, `deflated_sharpe`, `spa_p_value`, best config).
+    `run_key` (the Dagster root run id) lets those steps find their sweep; `request_key` makes a request
+    file's sweep exactly-once.
+    """
+
+    __tablename__ = "sweeps"
+    __table_args__ = (
+        sa.CheckConstraint(f"status IN {SWEEP_STATUSES!r}", name="status"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    strategy: Mapped[str] = mapped_column(Key)
+    universe: Mapped[list[str] | None] = mapped_column(JSONType)
+    grid: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    plan: Mapped[list[Any] | None] = mapped_column(JSONType)
+    n_configs: Mapped[int] = mapped_column(sa.Integer)
+    n_chunks: Mapped[int] = mapped_column(sa.Integer)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    run_key: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    request_key: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    data_fingerprint: Mapped[str | None] = mapped_column(sa.Text)
+    code_version: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    n_trials: Mapped[int | None] = mapped_column(sa.Integer)
+    best_config_id: Mapped[int | None] = mapped_column(sa.Integer)
+    pbo: Mapped[float | None] = mapped_column(sa.Double)
+    deflated_sharpe: Mapped[float | None] = mapped_column(sa.Double)
+    spa_p_value: Mapped[float | None] = mapped_column(sa.Double)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+def _sweep_fk() -> sa.ForeignKey:
+    return sa.ForeignKey("sweeps.id", ondelete="CASCADE")
+
+
+class SweepChunk(Base):
+    """One chunk of a sweep's configurations, as the engine's `SweepChunk` (pickled by `pipeline.store`,
+    which alone writes it): what the merge step reads, whichever worker ran the chunk."""
+
+    __tablename__ = "sweep_chunks"
+
+    sweep_id: Mapped[int] = mapped_column(_sweep_fk(), primary_key=True, autoincrement=False)
+    chunk_index: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    n_configs: Mapped[int] = mapped_column(sa.Integer)
+    payload: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class SweepConfig(Base):
+    """One configuration a sweep tried: its parameters, the full run config (what counts as a trial for
+    the deflated Sharpe of later runs) and its headline metrics."""
+
+    __tablename__ = "sweep_configs"
+
+    sweep_id: Mapped[int] = mapped_column(_sweep_fk(), primary_key=True, autoincrement=False)
+    config_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
 #: parent table -> (child tables, the child column holding the parent id): the cascade triggers
 CASCADE_FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
     "backtest_runs": (("backtest_trades", "backtest_windows", "strategy_performance"), "run_id"),
     "ranking_snapshots": (("ranking_rows",), "snapshot_id"),
     "paper_decisions": (("paper_trades",), "decision_id"),
+    "sweeps": (("sweep_chunks", "sweep_configs"), "sweep_id"),
 }
 
 
 def _cascade_trigger(parent: str) -> sa.DDL:
-    """SQLite AFTER DELETE trigger deleting a parent's children (the same DDL as migrations 0002, 0003)."""
+    """SQLite AFTER DELETE trigger deleting a parent's children (the same DDL as migrations 0002 to 0004)."""
     children, key = CASCADE_FAMILIES[parent]
     body = " ".join(f"DELETE FROM {child} WHERE {key} = OLD.id;" for child in children)
     ddl = (

@@ -31,6 +31,7 @@ from pipeline.store.engine_url import (
 from pipeline.store.migrate import current_revision, head_revision, schema_diff, upgrade
 from pipeline.store.paper_book import PaperBook
 from pipeline.store.runs import RequestAlreadyRecorded
+from pipeline.store.sweep_book import SweepBook
 
 
 class Store:
@@ -316,6 +317,11 @@ class Store:
     def paper(self) -> PaperBook:
         """Paper decisions, trades and the candle ledger (`pipeline.store.paper_book`)."""
         return PaperBook(self)
+
+    @property
+    def sweeps(self) -> SweepBook:
+        """Parameter sweeps, their chunks and the configurations they tried (`pipeline.store.sweep_book`)."""
+        return SweepBook(self)
 
     # --- rankings -------------------------------------------------------------------------------------
 

@@ -26,6 +26,8 @@ ENGINE_FIELDS = ("start", "end", "window_hours", "shift_hours", "fee_bps", "slip
                  "feature_timeframe", "warmup_bars", "sizing", "max_weight", "position_fraction", "compounding",
                  "initial_capital")  # fmt: skip
 ENGINE_ERRORS = (ValueError, TypeError, OverflowError)
+#: what a request file may ask for: `kind: backtest` (default, adhoc_backtest) or `kind: sweep` (parameter_sweep)
+KINDS = ("backtest", "sweep")
 
 
 class RequestSpecError(ValueError):
@@ -85,12 +87,12 @@ def _load(text: str | bytes) -> dict[str, Any]:
     return clean
 
 
-def _field_problems(clean: dict[str, Any]) -> list[str]:
+def _field_problems(clean: dict[str, Any], model: type[BacktestRequest] = BacktestRequest) -> list[str]:
     """Each field checked on its own: the config type, then the engine's rule for that field."""
     problems = []
     for name, value in clean.items():
         try:
-            BacktestRequest(**{name: value})
+            model(**{name: value})
         except Exception as exc:  # noqa: BLE001 - pydantic/dagster validation, reported as text
             problems.append(f"{name}: {_first_line(exc)}")
             continue
@@ -136,9 +138,16 @@ def _first_line(exc: Exception) -> str:
 
 
 def parse_request(text: str | bytes, request_key: str, universe: Universe) -> BacktestRequest:
-    """YAML text -> a validated `BacktestRequest` (engine-checked), or RequestSpecError listing every problem."""
+    """YAML text -> a validated `BacktestRequest`, or a `SweepRequest` for `kind: sweep` (engine-checked),
+    or RequestSpecError listing every problem."""
+    from pipeline.defs.sweeps.config import SweepRequest, validate_request
+
     clean = _load(text)
-    allowed = set(BacktestRequest.model_fields) - {"request_key"}
+    kind = str(clean.pop("kind", "backtest"))
+    if kind not in KINDS:
+        raise RequestSpecError(f"unknown kind {kind!r}; valid kinds: {list(KINDS)}")
+    model = SweepRequest if kind == "sweep" else BacktestRequest
+    allowed = set(model.model_fields) - {"request_key"}
     problems = []
     unknown = sorted(set(clean) - allowed)
     if unknown:
@@ -148,14 +157,14 @@ def parse_request(text: str | bytes, request_key: str, universe: Universe) -> Ba
     if not strategy_known:
         problems.append(f"unknown strategy {known.pop('strategy')!r}; valid strategies: "
                         f"{sorted(StrategyName.__members__)}")  # fmt: skip
-    problems += _field_problems(known)
-    if strategy_known:  # parameters can only be checked against a known strategy
+    problems += _field_problems(known, model)
+    if strategy_known and kind == "backtest":  # parameters can only be checked against a known strategy
         problems += _strategy_and_symbol_problems(known, universe)
     if problems:
         raise RequestSpecError(problems)
-    req = BacktestRequest(**known, request_key=request_key)
+    req = model(**known, request_key=request_key)
     try:
-        build_engine_objects(req, universe)
+        validate_request(req, universe) if kind == "sweep" else build_engine_objects(req, universe)
     except ENGINE_ERRORS as exc:
         raise RequestSpecError(str(exc)) from exc
     return req

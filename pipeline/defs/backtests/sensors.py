@@ -1,4 +1,5 @@
-"""`backtest_requests`: launch `adhoc_backtest` once per request file content.
+"""`backtest_requests`: launch `adhoc_backtest` (or `parameter_sweep` for `kind: sweep`) once per request
+file content.
 
 It reads `*.yaml` / `*.yml` from `$CRYPTO4H_REQUESTS_DIR` (default `data/requests`). Each file content
 launches `adhoc_backtest` exactly once: run key = file name + content hash, the cursor remembers what was
@@ -16,8 +17,10 @@ from typing import Any
 
 import dagster as dg
 
-from pipeline.defs.backtests.jobs import adhoc_backtest, request_run_config
+from pipeline.defs.backtests.jobs import JOB_NAME, adhoc_backtest, request_run_config
 from pipeline.defs.backtests.requests import REQUESTS_ENV, RequestSpecError, parse_request, requests_dir
+from pipeline.defs.sweeps.config import SweepRequest
+from pipeline.defs.sweeps.jobs import SWEEP_JOB, parameter_sweep, sweep_run_config
 from pipeline.universe import Universe
 
 MAX_ERROR_CHARS = 1500  # per invalid request file kept in the cursor
@@ -26,10 +29,11 @@ MAX_ERROR_CHARS = 1500  # per invalid request file kept in the cursor
 def build_request_sensor(universe: Universe) -> dg.SensorDefinition:
     @dg.sensor(
         name="backtest_requests",
-        job=adhoc_backtest,
+        jobs=[adhoc_backtest, parameter_sweep],
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Launch adhoc_backtest once per YAML spec in ${REQUESTS_ENV} (default data/requests).",
+        description=f"Launch adhoc_backtest (or parameter_sweep for kind: sweep) once per YAML spec in "
+        f"${REQUESTS_ENV} (default data/requests).",
     )
     def backtest_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         folder = requests_dir()
@@ -69,10 +73,12 @@ def build_request_sensor(universe: Universe) -> dg.SensorDefinition:
                 problems.append(f"{path.name}: {error}")
                 continue
             seen[path.name] = digest
+            sweep = isinstance(req, SweepRequest)
             runs.append(
                 dg.RunRequest(
                     run_key=key,
-                    run_config=request_run_config(req),
+                    job_name=SWEEP_JOB if sweep else JOB_NAME,
+                    run_config=sweep_run_config(req) if sweep else request_run_config(req),
                     tags={"crypto4h/request": path.name, "crypto4h/request_key": key},
                 )
             )
