@@ -33,6 +33,7 @@ EXPECTED_ASSETS = {
     "strategy_comparison",
     "backtest_runs",  # the home of every recorded run (one partition each)
     "strategies",  # the strategy registry page
+    "sweep_runs",  # the home of every parameter sweep
     "paper_trades",  # the paper book, one tick per run
     "paper_performance",
 }
@@ -43,7 +44,8 @@ def test_default_definitions_load_and_validate(default_defs: dg.Definitions) -> 
     dg.Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()
     assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} == EXPECTED_ASSETS
-    assert {"ingest_candles", "refresh_research", "adhoc_backtest", "configure_strategy", "paper_trading"} <= {
+    assert {"ingest_candles", "refresh_research", "adhoc_backtest", "configure_strategy", "paper_trading",
+            "parameter_sweep"} <= {
         j.name for j in repo.get_all_jobs()
     }
     assert sorted(s.name for s in repo.schedule_defs) == ["hourly_ingest", "paper_tick"]
