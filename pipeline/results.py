@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -239,13 +239,14 @@ def run_and_record(
     request_key: str | None = None,
     extra_config: Mapping[str, Any] | None = None,
     reuse: bool = False,
+    reusable: Callable[[int], bool] | None = None,
 ) -> RecordedRun:
     """Load -> run the engine -> record; raise `RunFailed` (after recording the failure) when it cannot run.
 
     `candles` (and `histories`, the same candles prepared by `engine.backtest.prepare_histories`, and
     their `fingerprint`) let a caller that runs several strategies load and compute features once.
     With `reuse`, an earlier successful run with the same data fingerprint, config and code version is
-    returned instead of recording an identical one.
+    returned instead of recording an identical one (if `reusable(run_id)` agrees, e.g. its report exists).
     """
     from engine.backtest import run_walk_forward
     from engine.fingerprint import data_fingerprint
@@ -273,7 +274,7 @@ def run_and_record(
                    f"the store has {held}")  # fmt: skip
     fingerprint = fingerprint or data_fingerprint(candles)
     found = _reusable(db, strategy.name, kind, fingerprint, config) if reuse else None
-    if found is not None:
+    if found is not None and (reusable is None or reusable(found)):
         return _from_store(db, found, strategy, cfg, kind, sorted(candles))
     try:
         result = run_walk_forward(histories if histories is not None else candles, strategy, cfg)

@@ -166,3 +166,21 @@ def test_a_request_recorded_by_a_concurrent_run_is_skipped_not_failed(env, insta
         assert (store.list_backtests(limit=100)["request_key"] == req.run_key).sum() == 1
     finally:
         store.dispose()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"window_hours": 6, "shift_hours": 3},
+        {"sizing": "fixed_fraction", "position_fraction": 0.2},
+        {"start": "2024-03-05", "end": "2024-03-09", "fee_bps": 3, "slippage_bps": 2},
+        {"sizing": "inverse_volatility", "max_weight": 0.4, "max_positions": 2, "compounding": True},
+    ],
+)
+def test_valid_files_that_set_related_fields_together_are_accepted(universe_file, spec) -> None:
+    """Related fields are judged together: 6h windows every 3h, or fixed_fraction with its fraction, are
+    valid even though each field alone would break a rule against the other's default."""
+    import yaml
+
+    req = parse_request(yaml.safe_dump({"strategy": "momentum_rank", **spec}), "k", load_universe(universe_file))
+    assert {k: getattr(req, k) for k in spec} == spec

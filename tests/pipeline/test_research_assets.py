@@ -322,3 +322,41 @@ def test_portfolio_mode_from_the_launchpad_is_recorded_and_compared(ingested, st
 def _output_meta(result: dg.ExecuteInProcessResult) -> dict:
     [event] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
     return event.event_specific_data.metadata
+
+
+def test_bad_registry_parameters_or_an_unwritable_reports_folder_stop_only_that_strategy(
+        ingested, store, monkeypatch, tmp_path) -> None:  # fmt: skip
+    """Stored parameters the engine refuses fail one strategy only; report files that cannot be written fail
+    that strategy's step but keep its run, and the next refresh publishes it (files and home)."""
+    from pipeline.results import strategy_rows
+
+    store.sync_strategies(strategy_rows())
+    store.set_strategy("macd_rsi_confluence", parameters={"rsi_low": 70.0, "rsi_high": 65.0})
+    try:
+        result = ingested["defs"].resolve_job_def("refresh_research").execute_in_process(
+            run_config=QUIET, raise_on_error=False)  # fmt: skip
+    finally:
+        store.set_strategy("macd_rsi_confluence", parameters={"rsi_low": 40.0, "rsi_high": 65.0})
+    assert not result.success
+    done = materialized_keys(result)
+    assert {"features", "rankings", "backtests/momentum_rank", "strategy_comparison"} <= done
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "invalid parameters in the registry" in str(failure.step_failure_data.error)
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the reports folder should be")
+    monkeypatch.setenv("CRYPTO4H_REPORTS_DIR", str(blocked))
+    again = ingested["defs"].resolve_job_def("refresh_research").execute_in_process(
+        run_config={"ops": {"research_refresh": {"config": {"fee_bps": 7}}}, **QUIET}, raise_on_error=False)
+    assert not again.success
+    assert "report files could not be written" in str(next(e for e in again.all_events if e.is_step_failure)
+                                                      .step_failure_data.error)  # fmt: skip
+    recorded = store.list_backtests(kind="scheduled", status="success", limit=2)
+    assert all(c["fee_bps"] == 7 for c in recorded["config"])  # both runs were recorded
+    monkeypatch.setenv("CRYPTO4H_REPORTS_DIR", str(tmp_path / "reports"))
+    fixed = ingested["defs"].resolve_job_def("refresh_research").execute_in_process(
+        run_config={"ops": {"research_refresh": {"config": {"fee_bps": 7}}}, **QUIET})
+    assert fixed.success
+    for name in ("macd_rsi_confluence", "momentum_rank"):
+        meta = _meta(fixed, f"backtests/{name}")
+        assert Path(meta["report_file"].value).is_file() and meta["home_partition"].value.startswith("backtest_runs")

@@ -26,7 +26,7 @@ from pipeline.metadata import (
     save_png,
     table,
 )
-from pipeline.reports import comparison_file, load_result, reports_dir, reports_url
+from pipeline.reports import comparison_file, load_result, reports_dir, reports_url, run_files
 from pipeline.results import (
     RunFailed,
     active_strategies,
@@ -89,7 +89,9 @@ def run_scheduled(
         strategy = get_strategy(name, row["parameters"])
     except ValueError as exc:
         raise RunFailed(f"strategy {name!r}: {exc}") from exc
-    run = run_and_record(db, uni, strategy, cfg, kind=SCHEDULED_KIND, reuse=True, **shared)
+    # reuse an identical stored run only when its report files exist (else it is run and published again)
+    run = run_and_record(db, uni, strategy, cfg, kind=SCHEDULED_KIND, reuse=True,
+                         reusable=lambda run_id: run_files(run_id, name).html.is_file(), **shared)  # fmt: skip
     context.log.info(f"{name}: run {run.run_id}{' (reused: same data, config and code)' if run.reused else ''}: "
                      f"{run.period}")  # fmt: skip
     metadata = publish_run(context, run, f"{name}: equity and drawdown (non-compounded)")
@@ -167,21 +169,32 @@ def comparison(context: Any, db: Any, run_ids: Sequence[int] = ()) -> dg.Materia
         "comparison": metrics_table({r["strategy"]: r for r in ranked}),
         "runs": table(ranked, ["strategy", "run_id", "trade_count"]),
     }
-    name = "latest" if not run_ids else "runs-" + "-".join(str(r) for _, r, _ in runs)
-    figure = equity_figure(curves, "Strategy comparison: equity and drawdown (non-compounded sleeves)")
-    if figure is not None:
-        png = comparison_file(name).with_suffix(".png")
-        png.parent.mkdir(parents=True, exist_ok=True)
-        save_png(figure, png)
-        metadata["equity_plot"] = image_markdown(_url(png), "equity and drawdown of the compared runs")
-    report = _comparison_report(name, runs)
-    if report is not None:
-        metadata["report"] = dg.MetadataValue.url(_url(report))
-        metadata["report_file"] = dg.MetadataValue.path(str(report))
+    name = "runs-" + "-".join(str(r) for _, r, _ in runs)  # files never overwritten by another comparison
+    try:
+        metadata.update(_comparison_files(name, curves, runs))
+    except OSError as exc:  # the comparison itself is in the metadata; only its files are missing
+        context.log.error(f"cannot write the comparison's files: {exc}")
+        metadata["report"] = dg.MetadataValue.text(f"not written: {exc}")
     context.log.info("comparison:\n" + "\n".join(
         f"  {r['strategy']}: mean window return {fmt_value(r.get('mean_window_return'), 'mean_window_return')}"
         for r in ranked))  # fmt: skip
     return dg.MaterializeResult(asset_key=COMPARISON, metadata=metadata)
+
+
+def _comparison_files(name: str, curves: dict[str, pd.DataFrame], runs: list) -> dict[str, Any]:
+    """The comparison's plot and the engine's side-by-side HTML report, under the reports folder."""
+    out: dict[str, Any] = {}
+    figure = equity_figure(curves, "Comparison: equity and drawdown")
+    if figure is not None:
+        png = comparison_file(name).with_suffix(".png")
+        png.parent.mkdir(parents=True, exist_ok=True)
+        save_png(figure, png)
+        out["equity_plot"] = image_markdown(_url(png), "equity and drawdown of the compared runs")
+    report = _comparison_report(name, runs)
+    if report is not None:
+        out["report"] = dg.MetadataValue.url(_url(report))
+        out["report_file"] = dg.MetadataValue.path(str(report))
+    return out
 
 
 def _overlap(runs: list[tuple[str, int, dict[str, Any]]]) -> int:

@@ -87,35 +87,58 @@ def _load(text: str | bytes) -> dict[str, Any]:
     return clean
 
 
+#: engine fields judged together (a rule across them); every other engine field is judged on its own
+FIELD_GROUPS = (("start", "end"), ("window_hours", "shift_hours"),
+                ("sizing", "max_weight", "position_fraction", "max_positions", "compounding", "initial_capital"),
+                ("fee_bps", "slippage_bps"))  # fmt: skip
+
+
+def _group(name: str) -> tuple[str, ...]:
+    return next((g for g in FIELD_GROUPS if name in g), (name,))
+
+
 def _field_problems(clean: dict[str, Any], model: type[BacktestRequest] = BacktestRequest) -> list[str]:
-    """Each field checked on its own: the config type, then the engine's rule for that field."""
-    problems = []
+    """Each field's type, then the engine's rules for each group of related fields (with the file's own
+    values for the group, defaults elsewhere), then the whole file: every problem, no false alarm."""
+    problems, typed = [], {}
     for name, value in clean.items():
         try:
             model(**{name: value})
         except Exception as exc:  # noqa: BLE001 - pydantic/dagster validation, reported as text
             problems.append(f"{name}: {_first_line(exc)}")
+        else:
+            typed[name] = value
+    engine = {k: v for k, v in typed.items() if k in ENGINE_FIELDS}
+    for group in dict.fromkeys(_group(n) for n in engine):
+        values = {k: engine[k] for k in group if k in engine}
+        group_error = _engine_error(values)
+        if group_error is None:
             continue
-        if name in ENGINE_FIELDS:
-            try:
-                engine_config(BacktestRequest(**{name: value}))
-            except ENGINE_ERRORS as exc:
-                problems.append(f"{name}: {exc}")
+        alone = [f"{k}: {e}" for k in values if (e := _engine_error({k: values[k]})) is not None]
+        problems += alone if len(values) > 1 and alone else [f"{', '.join(values)}: {group_error}"]
     if not problems:
         try:
-            engine_config(BacktestRequest(**{k: v for k, v in clean.items() if k in ENGINE_FIELDS}))
-        except ENGINE_ERRORS as exc:  # a rule across fields, e.g. end before start
+            engine_config(BacktestRequest(**engine))
+        except ENGINE_ERRORS as exc:  # a rule across groups
             problems.append(str(exc))
     return problems
 
 
-def _strategy_and_symbol_problems(known: dict[str, Any], universe: Universe) -> list[str]:
+def _engine_error(values: dict[str, Any]) -> str | None:
+    try:
+        engine_config(BacktestRequest(**values))
+    except ENGINE_ERRORS as exc:
+        return str(exc)
+    return None
+
+
+def _strategy_and_symbol_problems(known: dict[str, Any], universe: Universe, check_params: bool) -> list[str]:
     from engine.strategies import get_strategy
 
     problems = []
     name = strategy_name(BacktestRequest().strategy) if "strategy" not in known else str(known["strategy"])
     params = known.get("params") or {}
-    if isinstance(params, dict):
+    if check_params and isinstance(params, dict):
         try:
             get_strategy(name, params)
         except ValueError as exc:
@@ -158,8 +181,8 @@ def parse_request(text: str | bytes, request_key: str, universe: Universe) -> Ba
         problems.append(f"unknown strategy {known.pop('strategy')!r}; valid strategies: "
                         f"{sorted(StrategyName.__members__)}")  # fmt: skip
     problems += _field_problems(known, model)
-    if strategy_known and kind == "backtest":  # parameters can only be checked against a known strategy
-        problems += _strategy_and_symbol_problems(known, universe)
+    # parameters can only be checked against a known strategy (a sweep's grid is checked by the engine below)
+    problems += _strategy_and_symbol_problems(known, universe, check_params=strategy_known and kind == "backtest")
     if problems:
         raise RequestSpecError(problems)
     req = model(**known, request_key=request_key)

@@ -159,14 +159,28 @@ def run_metadata(run: RecordedRun, files: RunFiles | None, result: Any) -> dict[
 
 
 def publish_run(context: Any, run: RecordedRun, title: str) -> dict[str, Any]:
-    """Report files, metadata, and the run's `backtest_runs` partition (added once, when first recorded)."""
-    files, result = _files(run, title)
+    """Report files, metadata, and the run's `backtest_runs` partition (added when missing, so a run whose
+    publishing failed once gets its home the next time it is published)."""
+    try:
+        files, result = _files(run, title)
+    except OSError as exc:  # the run is recorded; its home still says where the report could not go
+        context.log.error(f"run {run.run_id}: cannot write its report files: {exc}")
+        files, result, failure = None, run.result, exc
+    else:
+        failure = None
     metadata = run_metadata(run, files, result)
-    if not run.reused:
-        key = run_partition_key(run)
+    key = run_partition_key(run)
+    if not run.reused or not context.instance.has_dynamic_partition(BACKTEST_RUNS, key):
         context.instance.add_dynamic_partitions(BACKTEST_RUNS, [key])
         context.log_event(dg.AssetMaterialization(asset_key=BACKTEST_RUNS, partition=key, metadata=metadata))
-        metadata["home_partition"] = f"backtest_runs / {key}"
+    metadata["home_partition"] = f"backtest_runs / {key}"
+    if failure is not None:
+        raise RunPublishError(f"run {run.run_id} is recorded but its report files could not be written under "
+                              f"{run_files(run.run_id, run.strategy).html.parent}: {failure}")  # fmt: skip
     if files is not None:
         context.log.info(f"run {run.run_id} report: {files.html} ({files.html_url})")
     return metadata
+
+
+class RunPublishError(RuntimeError):
+    """A recorded run's report files could not be written (e.g. an unwritable reports folder)."""

@@ -156,8 +156,13 @@ def build_research_refresh(strategies: Sequence[str]) -> dg.AssetsDefinition:
                                  "`make demo`)")  # fmt: skip
             histories = prepare_histories(candles, cfg.feature_timeframe)  # features: once per symbol
             context.log.info(f"features computed once for {len(histories)} symbols ({cfg.feature_timeframe} bars)")
-            rows = active_strategies(db)
-            objects = [get_strategy(r["name"], r["parameters"]) for r in rows]
+            rows, objects = [], []
+            for row in active_strategies(db):
+                try:
+                    objects.append(get_strategy(row["name"], row["parameters"]))
+                    rows.append(row)
+                except ValueError as exc:  # bad stored parameters: reported, the other strategies go on
+                    failed[row["name"]] = f"invalid parameters in the registry: {exc}"
             rankings = _rank_all(histories, objects, cfg, failed) if selected & {FEATURES, RANKINGS} else {}
             if FEATURES in selected:
                 yield _features_result(rankings, len(histories), cfg)
@@ -169,7 +174,7 @@ def build_research_refresh(strategies: Sequence[str]) -> dg.AssetsDefinition:
                     continue
                 try:
                     yield run_scheduled(context, db, uni, row, cfg, shared)
-                except RunFailed as exc:  # recorded as a failed run; the others go on
+                except Exception as exc:  # noqa: BLE001 - recorded or reported; the others go on
                     context.log.error(f"{row['name']}: backtest failed: {exc}")
                     failed[row["name"]] = "; ".join(filter(None, [failed.get(row["name"]), str(exc)]))
         try:
