@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{cfg.get('shift_hours', 2):g}h, {cfg.get('fee_bps', 10):g} bps fee + {cfg.get('slippage_bps', 0):g} bps "
           f"slippage per side; decisions {period or '-'}):\n")  # fmt: skip
     print(text_table(summary, SUMMARY))
-    print("\nmean_window_return: net return per window, 95% block-bootstrap interval; null_p_value: chance that\n"
-          "random picks of the same count do as well; benchmark: equal-weight universe; break-even fee per side.")
+    print("\nmean_window_return: net return per window, 95% block-bootstrap interval; null_p_value: one-sided\n"
+          "p-value of 'no better than random picks of the same count' (block bootstrap); benchmark: equal-weight universe; break-even fee per side.")
     if reports:
         print("\nHTML reports (open them in a browser; the reports server serves them on " + reports_url() + "):")
         print("\n".join(reports))

@@ -57,7 +57,7 @@ METRICS: list[tuple[str, str, Any, bool]] = [
     ("Mean rank IC", "rank_ic_mean", lambda x: fmt.ratio(x, 3, sign=True), False),
     ("Rank IC t-statistic", "rank_ic_tstat", fmt.ratio, False),
     ("Break-even fee (bps per side)", "break_even_fee_bps", fmt.bps, False),
-    ("CAGR, capital curve (annualised)", "cagr", lambda x: fmt.pct(x, 1), False),
+    ("CAGR, capital curve (annualised: short runs exaggerate it)", "cagr", lambda x: fmt.pct(x, 1), False),
     ("Max drawdown, capital curve", "max_drawdown_compounded", fmt.pct, False),
 ]
 
@@ -128,9 +128,16 @@ def _run_rows(runs: list[tuple[str, Any, str]], differing: list[str]) -> list[di
     return rows
 
 
+#: rows of the compounded capital curve: shown only when a compared run compounds
+CAPITAL_KEYS = frozenset({"cagr", "max_drawdown_compounded"})
+
+
 def _metric_rows(runs: list[tuple[str, Any, str]]) -> list[dict[str, Any]]:
     rows = []
+    compounding = any(getattr(r.config, "compounding", False) for _, r, _ in runs)
     for label, key, f, has_ci in METRICS:
+        if key in CAPITAL_KEYS and not compounding:
+            continue
         cells = []
         for _, r, _ in runs:
             m = r.metrics

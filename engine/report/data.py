@@ -169,7 +169,8 @@ def aligned_window_returns(a: Any, b: Any, column_b: str = "window_return") -> t
 
 @dataclass
 class Difference:
-    """Mean paired difference of window returns, with an interval and a two-sided p-value."""
+    """Mean paired difference of window returns (a - b), its interval and the one-sided p-value of "a is
+    no better than b" (studentized block bootstrap, `engine.stats.compare_window_returns`)."""
 
     mean: float | None
     low: float | None
@@ -178,30 +179,13 @@ class Difference:
     n: int
 
 
-def _pick(out: Any, names: tuple[str, ...]) -> float | None:
-    for name in names:
-        v = out.get(name) if isinstance(out, dict) else getattr(out, name, None)
-        if v is not None:
-            return num(v)
-    return None
+def compare_returns(a: np.ndarray, b: np.ndarray, cfg: Any, block: int) -> Difference:
+    """The paired test of `a` against `b` over their common decision times."""
+    from engine.stats import compare_window_returns
 
-
-def compare_returns(a: np.ndarray, b: np.ndarray, cfg: Any, block: int) -> Difference | None:
-    """`engine.stats.compare_window_returns` when this engine has it; None means "significance unknown"."""
-    try:
-        from engine.stats import compare_window_returns
-    except ImportError:
-        return None
     if len(a) < 2:
         return Difference(None, None, None, None, len(a))  # too few common decision times to test
     out = compare_window_returns(a, b, block=int(block), samples=int(cfg.bootstrap_samples),
-                                 confidence=float(cfg.confidence), seed=int(cfg.seed))
-    if isinstance(out, tuple) and len(out) >= 4:
-        out = dict(zip(("mean", "ci_low", "ci_high", "p_value"), out, strict=False))
-    return Difference(
-        mean=_pick(out, ("mean_difference", "mean_diff", "difference", "mean", "diff")),
-        low=_pick(out, ("ci_low", "low", "mean_difference_ci_low", "lower")),
-        high=_pick(out, ("ci_high", "high", "mean_difference_ci_high", "upper")),
-        p_value=_pick(out, ("p_value", "pvalue", "p")),
-        n=len(a),
-    )
+                                 confidence=float(cfg.confidence), seed=int(cfg.seed))  # fmt: skip
+    return Difference(mean=num(out.mean_difference), low=num(out.ci_low), high=num(out.ci_high),
+                      p_value=num(out.p_value_greater), n=len(a))  # fmt: skip

@@ -111,8 +111,8 @@ def metric_groups(result: Any) -> list[tuple[str, list[Row]]]:
     ]
     versus = [
         Row("Random picks: mean per window", fmt.pct(m.get("null_mean_window_return"), 3),
-            note=f"std of their mean {fmt.pct(m.get('null_std'), 3, sign=False)}"),
-        Row("p-value vs random picks", fmt.p_value(m.get("null_p_value")), note="one-sided, closed form"),
+            note=f"standard error of the excess {fmt.pct(m.get('null_std'), 3, sign=False)}"),
+        Row("p-value vs random picks", fmt.p_value(m.get("null_p_value")), note="one-sided: no better than random picks (block bootstrap)"),
         Row("Benchmark: mean per window", fmt.pct(m.get("benchmark_mean_window_return"), 3),
             note="equal weight, every eligible symbol"),
         Row("Benchmark: total return", fmt.pct(m.get("benchmark_total_return"))),

@@ -72,8 +72,8 @@ def verdict(result: Any) -> Verdict:
     if metric(result, "null_mean_window_return") is not None:
         out.append(
             f"Random picks of the same number of eligible symbols average "
-            f"{fmt.pct(m.get('null_mean_window_return'), 3)} per window; the chance of doing at least this well "
-            f"by luck is {fmt.p_text(m.get('null_p_value'))} (one-sided).")
+            f"{fmt.pct(m.get('null_mean_window_return'), 3)} per window; the one-sided p-value of \"no better "
+            f"than random picks\" (block bootstrap of the excess) is {fmt.p_text(m.get('null_p_value'))}.")
     if metric(result, "benchmark_mean_window_return") is not None:
         sentence = (
             f"The equal-weight universe benchmark returned {fmt.pct(m.get('benchmark_mean_window_return'), 3)} "
@@ -82,7 +82,7 @@ def verdict(result: Any) -> Verdict:
         diff = excess_over_benchmark(result)
         if diff is not None and diff.mean is not None:
             sentence += (f"; the excess of {fmt.pct(diff.mean, 3)} per window has a {conf} interval of "
-                         f"{fmt.pct(diff.low, 3)} to {fmt.pct(diff.high, 3)} ({fmt.p_text(diff.p_value)})")
+                         f"{fmt.pct(diff.low, 3)} to {fmt.pct(diff.high, 3)} (one-sided {fmt.p_text(diff.p_value)})")
         out.append(sentence + ".")
     out.append(cost_sentence(result))
     if n_windows < FEW_WINDOWS:
@@ -108,14 +108,12 @@ def cost_sentence(result: Any) -> str:
 def significance_sentence(diff: Difference | None, confidence: float, subject: str = "The difference") -> str:
     """How to read a difference between two runs; never silent about significance."""
     conf = f"{confidence:.0%}"
-    if diff is None:
-        return (f"{subject} is untested: significance not available (this engine has no paired test of window "
-                "returns, engine.stats.compare_window_returns), so treat the ordering as unproven.")
-    if diff.mean is None:
-        return (f"{subject} cannot be tested: the runs share {diff.n} decision time(s), too few for a paired "
+    if diff is None or diff.mean is None:
+        return (f"{subject} cannot be tested: the runs share {0 if diff is None else diff.n} decision time(s), "
+                "too few for a paired "
                 "test, so treat the ordering as unproven.")
     verdict_word = ("significant" if diff.p_value is not None and diff.p_value < 1 - confidence
                     else "not significant")
     return (f"{subject} of {fmt.pct(diff.mean, 3)} per window ({conf} interval {fmt.pct(diff.low, 3)} "
-            f"to {fmt.pct(diff.high, 3)}, {fmt.p_text(diff.p_value)}, {diff.n:,} paired windows) is "
+            f"to {fmt.pct(diff.high, 3)}, one-sided {fmt.p_text(diff.p_value)}, {diff.n:,} paired windows) is "
             f"{verdict_word} at the {1 - confidence:.0%} level.")

@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from pipeline.defs.backtests.runs import metrics_table, portfolio_settings, publish_run
+from pipeline.defs.backtests.runs import metrics_table, portfolio_settings, publish_run, span_days
 from pipeline.metadata import (
     equity_figure,
     fmt_value,
@@ -159,8 +159,9 @@ def comparison(context: Any, db: Any, run_ids: Sequence[int] = ()) -> dg.Materia
     for name, run_id, run in runs:
         label = name if not run_ids else f"{name} #{run_id}"
         cfg = stored_walk_forward_config(run["config"])
-        rows.append({"strategy": label, "run_id": run_id, **db.backtest_metrics(run_id), **portfolio_settings(cfg)})
         w = db.backtest_windows(run_id)
+        rows.append({"strategy": label, "run_id": run_id, **db.backtest_metrics(run_id), **portfolio_settings(cfg),
+                     "span_days": span_days(w)})  # fmt: skip
         windows[label] = w
         curves[label] = curve_from_windows(w, cfg.sleeve_factor)
     ranked = best_first(rows)

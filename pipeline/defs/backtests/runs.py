@@ -51,17 +51,27 @@ HEADLINE_ROWS = (
     ("coverage", "coverage", None),
     ("break_even_fee_bps", "break-even fee / side", None),
     ("sizing", "sizing (portfolio mode)", None),
-    ("cagr", "CAGR (compounded)", None),
+    ("cagr", "CAGR (compounded, annualised)", None),
     ("max_drawdown_compounded", "max drawdown (compounded)", None),
     ("final_equity", "final equity", None),
     ("avg_invested_share", "average invested share", None),
 )  # fmt: skip
+#: CAGR is shown only for runs spanning at least this many days (annualised weeks mislead)
+MIN_CAGR_DAYS = 90
 #: rows shown only for runs in portfolio mode (compounding on)
 COMPOUNDED = frozenset({"cagr", "max_drawdown_compounded", "final_equity", "avg_invested_share"})
 NUMERIC = ("mean_window_return", "mean_window_return_ci_low", "mean_window_return_ci_high", "win_rate",
            "trade_count", "total_return", "max_drawdown_aggregated", "null_p_value", "sharpe",
            "break_even_fee_bps")  # fmt: skip
 TRADE_PREVIEW = ("decision_time", "symbol", "return_pct", "max_drawdown", "weight")
+
+
+def span_days(windows: Any) -> float:
+    """Days from the first decision to the last (0 without windows)."""
+    if windows is None or len(windows) == 0:
+        return 0.0
+    times = windows["decision_time"]
+    return float((times.iloc[-1] - times.iloc[0]).total_seconds() / 86_400)
 
 
 def portfolio_settings(cfg: Any) -> dict[str, Any]:
@@ -84,8 +94,11 @@ def metrics_table(runs: dict[str, dict[str, Any]], value_label: str = "value") -
     single = len(runs) == 1
     rows = []
     compounding = any(m.get("compounding") for m in runs.values())
+    long_enough = all((m.get("span_days") or 0) >= MIN_CAGR_DAYS for m in runs.values())
     for key, text, interval in HEADLINE_ROWS:
         if not any(key in m for m in runs.values()) or (key in COMPOUNDED and not compounding):
+            continue
+        if key == "cagr" and not long_enough:  # annualising a few weeks gives absurd figures
             continue
         row: dict[str, Any] = {"metric": text}
         for label, m in runs.items():
@@ -133,7 +146,8 @@ def _files(run: RecordedRun, title: str) -> tuple[RunFiles | None, Any]:
 
 def run_metadata(run: RecordedRun, files: RunFiles | None, result: Any) -> dict[str, Any]:
     """The metadata of one recorded run (its home partition, the per-strategy asset, the ad-hoc op)."""
-    m = {**run.metrics, **portfolio_settings(run.config), "run_id": run.run_id, "kind": run.kind}
+    m = {**run.metrics, **portfolio_settings(run.config), "run_id": run.run_id, "kind": run.kind,
+         "span_days": span_days(run.windows)}
     out: dict[str, Any] = {
         "verdict": dg.MetadataValue.md(verdict_text(result, m)),
         "headline": headline_table(m),
