@@ -61,7 +61,8 @@ class Param:
 
 
 RISK_PARAMS = (
-    Param("max_atr_pct", float, 0.05, "risk gate: maximum ATR(14)/close on feature bars", 0.0),
+    Param("max_atr_pct", float, 0.05, "risk gate: maximum ATR(14)/close on feature bars, a fraction (0.05 = 5%)",
+          0.0),
     Param("min_quote_volume_24h", float, 0.0,
           "risk gate: minimum 24h volume in the quote currency (set it per quote asset: BTC vs USDT)", 0.0),
 )
@@ -137,6 +138,10 @@ class TradingStrategy(ABC):
     @abstractmethod
     def score(self, panel: pd.DataFrame) -> pd.Series:
         """Higher is better; may use the `<feature>_z` / `_pct` cross-sectional columns."""
+
+    def gate_rules(self) -> list[str]:
+        """The signal gates in words with this instance's thresholds (shown next to ranking reasons)."""
+        return []
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())

@@ -33,6 +33,9 @@ class MacdRsiConfluence(TradingStrategy):
                 f"({self.params['rsi_high']})"
             )
 
+    def gate_rules(self) -> list[str]:
+        return ["macd_hist_slope > 0", f"{self.params['rsi_low']:g} <= rsi <= {self.params['rsi_high']:g}"]
+
     def signal_gates(self, panel: pd.DataFrame) -> pd.DataFrame:
         rsi = panel["rsi"]
         return pd.DataFrame(

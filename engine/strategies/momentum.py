@@ -22,6 +22,9 @@ class MomentumRank(TradingStrategy):
     gate_features = ("trend_slope",)
     gate_labels = {"gate_positive_trend": "trend slope not positive"}
 
+    def gate_rules(self) -> list[str]:
+        return ["trend_slope > 0" if self.params["require_positive_trend"] else "trend_slope defined"]
+
     def signal_gates(self, panel: pd.DataFrame) -> pd.DataFrame:
         positive = panel["trend_slope"] > 0 if self.params["require_positive_trend"] else panel["trend_slope"].notna()
         return pd.DataFrame({"gate_positive_trend": positive}, index=panel.index)

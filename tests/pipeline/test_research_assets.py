@@ -63,6 +63,9 @@ def test_rankings_snapshot_per_active_strategy(refreshed, store) -> None:
     feats = _meta(refreshed, "features")
     assert feats["symbols"].value == 3 and "rsi" in cells(feats["momentum_features"])
     assert "atr_pct %" in cells(feats["trend_and_volatility_features"])
+    assert "closed 1h bars only" in feats["bars_used"].value  # the preview is what the decision could see
+    gates = _meta(refreshed, "rankings")["gates_macd_rsi_confluence"].value
+    assert "`atr_pct <= 5.00%" in gates and "`40 <= rsi <= 65`" in gates  # thresholds next to the values
     ranks = _meta(refreshed, "rankings")
     for info in list_strategies():
         table = cells(ranks[f"ranking_{info.name}"])

@@ -65,6 +65,18 @@ def _gate_columns(strategy: Any) -> list[str]:
     return ["symbol", *RISK_GATE_FEATURES, *strategy.gate_features, "reasons"]
 
 
+def gate_text(strategy: Any, cfg: Any) -> str:
+    """Every gate with its threshold, so the values in the gate table can be checked by eye."""
+    from engine.features import default_warmup_bars
+
+    p = strategy.params
+    rules = [f"atr_pct <= {p['max_atr_pct']:.2%} (max_atr_pct {p['max_atr_pct']:g})",
+             f"quote_volume_24h >= {p['min_quote_volume_24h']:g} and > 0 (quote currency)",
+             f">= {cfg.warmup_bars or default_warmup_bars()} closed {cfg.feature_timeframe} bars",
+             "an entry candle at t - 5m", *strategy.gate_rules()]  # fmt: skip
+    return "Gates (all must pass): " + "; ".join(f"`{r}`" for r in rules) + "."
+
+
 def _rank_all(histories: Any, strategies: list[Any], cfg: Any, failed: dict[str, str]) -> dict[str, pd.DataFrame]:
     """Each strategy's ranking; a strategy that raises is reported in `failed` and the others go on."""
     from engine.ranking import rank_universe
@@ -92,6 +104,9 @@ def _features_result(rankings: dict[str, pd.DataFrame], n_symbols: int, cfg: Any
             "timeframe": cfg.feature_timeframe,
             "persisted": dg.MetadataValue.bool(False),
             "decision_time": fmt_ts(when),
+            "bars_used": (f"closed {cfg.feature_timeframe} bars only: the newest one a decision may use opened at "
+                          f"{fmt_ts(when - pd.Timedelta(milliseconds=cfg.timeframe_ms))} and closed at {fmt_ts(when)}"
+                          if when is not None else "-"),
             **tables,
         },
     )
@@ -117,6 +132,7 @@ def _rankings_result(context: Any, db: Any, strategies: list[Any], rankings: dic
         records = ranking.to_dict("records")
         meta[f"ranking_{strategy.name}"] = table(records, RANKING_PREVIEW)
         meta[f"gate_inputs_{strategy.name}"] = table(records, _gate_columns(strategy))
+        meta[f"gates_{strategy.name}"] = dg.MetadataValue.md(gate_text(strategy, cfg))
         context.log.info(f"{strategy.name} @ {fmt_ts(when)}: selected {chosen or 'nothing'} of {n_eligible} "
                          "eligible")  # fmt: skip
     return dg.MaterializeResult(
