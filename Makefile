@@ -27,7 +27,7 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m pipeline.demo
 
-LINEAGE_URL := http://127.0.0.1:3000/asset-groups?expanded=global%40global%3Amarket_data%2Cglobal%40global%3Aresearch%2Cglobal%40global%3Abacktests%2Cglobal%40global%3Aregistry
+LINEAGE_URL := http://127.0.0.1:3000/asset-groups?expanded=global%40global%3Amarket_data%2Cglobal%40global%3Aresearch%2Cglobal%40global%3Abacktests%2Cglobal%40global%3Aregistry%2Cglobal%40global%3Asweeps%2Cglobal%40global%3Apaper
 
 ui: $(STAMP)
 	@echo "Dagster UI: http://127.0.0.1:3000  (lineage with every area open: $(LINEAGE_URL))"

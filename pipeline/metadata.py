@@ -8,8 +8,6 @@ Tables that are data are `TableMetadataValue`s (sortable, typed); markdown is ke
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -170,13 +168,6 @@ def save_png(fig: Any, path: Any) -> None:
 
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)
-
-
-def png_markdown(fig: Any, title: str) -> str:
-    """A matplotlib figure as an inline PNG in markdown (long: the UI shows it behind a dialog link)."""
-    buf = io.BytesIO()
-    save_png(fig, buf)
-    return f"![{title}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
 
 
 def image_markdown(url: str, title: str) -> dg.MetadataValue:

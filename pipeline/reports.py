@@ -105,7 +105,8 @@ def serve(port: int) -> int:
     root.mkdir(parents=True, exist_ok=True)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as httpd:
-        print(f"serving reports from {root} on {reports_url()} (port {port}); Ctrl-C stops", flush=True)
+        note = "" if reports_url().endswith(f":{port}") else f" (the UI links point at {reports_url()}: set {REPORTS_URL_ENV})"
+        print(f"serving reports from {root} on http://127.0.0.1:{port}{note}; Ctrl-C stops", flush=True)
         try:
             httpd.serve_forever()
         except KeyboardInterrupt:

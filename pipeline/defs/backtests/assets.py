@@ -66,8 +66,8 @@ def backtest_specs(strategies: Sequence[str]) -> list[dg.AssetSpec]:
     ]
     specs.append(dg.AssetSpec(
         PERFORMANCE, deps=[backtest_key(n) for n in strategies], group_name=GROUP, kinds={"sql"},
-        description="Per active strategy, its latest scheduled run read back from the store: statistics with "
-                    "intervals, null baseline, benchmark, rank IC, and per-symbol metrics.",
+        description="Per active strategy, its latest scheduled run read back from the store: the headline "
+                    "statistics with intervals (random picks, benchmark, Sharpe, costs) and per-symbol metrics.",
     ))  # fmt: skip
     specs.append(dg.AssetSpec(
         COMPARISON, deps=[PERFORMANCE], group_name=GROUP, kinds={"sql"},
@@ -94,7 +94,7 @@ def run_scheduled(
                          reusable=lambda run_id: run_files(run_id, name).html.is_file(), **shared)  # fmt: skip
     context.log.info(f"{name}: run {run.run_id}{' (reused: same data, config and code)' if run.reused else ''}: "
                      f"{run.period}")  # fmt: skip
-    metadata = publish_run(context, run, f"{name}: equity and drawdown (non-compounded)")
+    metadata = publish_run(context, run, f"{name}: equity, drawdown")
     return dg.MaterializeResult(asset_key=backtest_key(name), metadata=metadata)
 
 

@@ -51,7 +51,8 @@ def registry_metadata(db: Any) -> dict[str, Any]:
             ["parameter", "current", "allowed"],
         )  # fmt: skip
         meanings = "; ".join(f"`{p}`: {d}" for p, d in info.param_descriptions.items())
-        specs[f"description_{info.name}"] = dg.MetadataValue.md(f"{info.description}\n\nParameters: {meanings}")
+        text = info.description.replace("*", "\\*")  # formulas like 0.5*z(...) are not emphasis
+        specs[f"description_{info.name}"] = dg.MetadataValue.md(f"{text}\n\nParameters: {meanings}")
     return {
         "registry": table(rows, ["strategy", "active", "latest verdict"]),
         "active": dg.MetadataValue.int(sum(1 for r in rows if r["active"])),
