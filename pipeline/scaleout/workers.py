@@ -36,6 +36,8 @@ from pipeline.scaleout.settings import (
 )
 
 CONFIG_DIR = Path(__file__).resolve().parent / "celery_path"
+#: the folder holding this `pipeline` package: workers import the same code as the command that starts them
+CODE_ROOT = CONFIG_DIR.parents[2]
 APP = "dagster_celery.app"
 CODE_MODULE = "pipeline.definitions"
 
@@ -69,9 +71,11 @@ def command(queue: str, concurrency: int, name: str | None, loglevel: str, extra
 
 
 def worker_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """The worker's environment: the config module's folder first on PYTHONPATH, the Celery profile on."""
+    """The worker's environment: the config module's folder and this code first on PYTHONPATH, the Celery
+    profile on."""
     env = dict(os.environ if base is None else base)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CONFIG_DIR), env.get("PYTHONPATH", "")) if p)
+    paths = (str(CONFIG_DIR), str(CODE_ROOT), env.get("PYTHONPATH", ""))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env[EXECUTOR_ENV] = "celery"
     return env
 

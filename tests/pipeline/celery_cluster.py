@@ -213,14 +213,22 @@ class Cluster:
 
     def start_worker(self, queue: str, concurrency: int = 1, name: str | None = None) -> subprocess.Popen:
         name = name or f"{queue}-{len(self.procs)}"
+        log = self.root / f"worker_{name}.log"
+        offset = log.stat().st_size if log.is_file() else 0  # a restarted worker appends to its log
         proc = self.spawn(f"worker_{name}", [sys.executable, "-m", "pipeline.scaleout.workers", "--queue", queue,
                                              "--concurrency", str(concurrency), "--name", name])  # fmt: skip
-        self.wait_for(lambda: len(children(proc.pid)) >= concurrency and self.log_has(f"worker_{name}", "ready."),
-                      120, f"worker {name}")  # fmt: skip
+
+        def ready() -> bool:
+            with open(log, "rb") as fh:
+                fh.seek(offset)
+                return b" ready." in fh.read() and len(children(proc.pid)) >= concurrency
+
+        self.wait_for(ready, 120, f"worker {name}")
         return proc
 
     def stop_process(self, name: str, grace: float = 20) -> None:
-        proc = self.procs.get(name)
+        """Stop one process (its whole session); it is no longer watched by `wait_for`."""
+        proc = self.procs.pop(name, None)
         if proc is None or proc.poll() is not None:
             return
         try:
@@ -234,11 +242,12 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop every process this cluster started (workers first, then daemon and code server)."""
-        order = sorted(self.procs, key=lambda n: (not n.startswith("worker"), n != "daemon"))
+        procs = dict(self.procs)
+        order = sorted(procs, key=lambda n: (not n.startswith("worker"), n != "daemon"))
         for name in order:
             with suppress(Exception):  # keep stopping the others
                 self.stop_process(name)
-        for proc in self.procs.values():  # last resort for anything that ignored SIGTERM
+        for proc in procs.values():  # last resort for anything that ignored SIGTERM
             if proc.poll() is None:
                 with suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)

@@ -1,0 +1,265 @@
+"""Distributed benchmark: what Celery costs per step, how the fan-out scales with workers, and the capacity
+figures of docs/deploy.md. Runs the production profile on this machine (tests/pipeline/celery_cluster.py:
+PostgreSQL instance and store, Redis broker, code server, daemon, Celery workers).
+
+    .venv/bin/python benchmarks/bench_distributed.py [--parts overhead,scaling,capacity,sweep]
+        [--repeat 3] [--blocks 4] [--block-symbols 10] [--days 60] [--json out.json]
+
+- overhead: the same runs (ingest_candles: 2 steps, refresh_research: 2 steps) in process and on Celery
+  workers; per-step overhead = (Celery run time - in-process run time) / steps, medians of --repeat, plus
+  the queue latency (step submitted -> step started in a worker);
+- scaling: a backfill of --blocks symbol blocks (one queued run each) executed by 1, then 2 ingest worker
+  processes, timed from the moment the workers are ready with every block already waiting in the queue;
+  prints the speed-up ratio and the peak memory of a worker process;
+- capacity: bytes per stored candle on PostgreSQL and SQLite, and read throughput, on the scaling data;
+- sweep: the 200-configuration sweep on 100 symbols x 365 days with 1 and 2 research workers. It needs
+  the sweep job (lead: fill in SWEEP_JOB and sweep_run_config below); until then it says so and skips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "pipeline")]
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+START = date(2024, 1, 1)
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+
+#: the sweep job and its run config: TO FILL when the sweep job lands (see docs/deploy.md "For the sweep job")
+SWEEP_JOB: str | None = None
+
+
+def sweep_run_config(configs: int, symbols: list[str], first: date, last: date) -> dict[str, Any]:
+    """Run config of a `configs`-configuration sweep over `symbols` x [first, last] (TO FILL)."""
+    raise NotImplementedError("fill in the sweep job's run config (chunks of configurations)")
+
+
+def run_seconds(c: Any, run_id: str) -> float:
+    with c.instance() as inst:
+        stats = inst.get_run_stats(run_id)
+    return float(stats.end_time - stats.start_time)
+
+
+def queue_latencies(c: Any, run_id: str) -> list[float]:
+    """Per step: seconds from 'Submitting celery task' (run process) to STEP_START (worker)."""
+    submitted, started = {}, {}
+    for e in c.events(run_id):
+        ev = e.dagster_event
+        if ev is None or not ev.step_key:
+            continue
+        if ev.event_type_value == "ENGINE_EVENT" and (e.user_message or "").startswith("Submitting celery task"):
+            submitted[ev.step_key] = e.timestamp
+        elif ev.event_type_value == "STEP_START":
+            started[ev.step_key] = e.timestamp
+    return [started[k] - submitted[k] for k in submitted if k in started]
+
+
+def launch(c: Any, job: str, tags: dict[str, str] | None = None) -> None:
+    args = [DAGSTER, "job", "launch", "-w", str(c.workspace), "-j", job]
+    proc = c.cli([*args, "--tags", json.dumps(tags)] if tags else args)
+    if proc.returncode != 0:
+        raise RuntimeError(f"dagster job launch failed: {proc.stderr[-2000:]}")
+
+
+def overhead(c: Any, defs: Any, uni: Any, repeat: int) -> dict[str, Any]:
+    """In-process vs Celery for the same two jobs; the store work is identical (idempotent upserts)."""
+    import dagster as dg
+
+    from pipeline.defs.market_data.partitions import range_tags
+
+    tags = range_tags(uni, START, START + timedelta(days=13), uni.symbols[:3])
+    jobs = {"ingest_candles": tags, "refresh_research": {}}
+    out: dict[str, Any] = {}
+    for job, job_tags in jobs.items():
+        local, remote, waits, steps = [], [], [], 0
+        for i in range(repeat + 1):  # the first round warms caches and the store, and is not counted
+            with c.instance() as inst:
+                res = defs.resolve_job_def(job).execute_in_process(instance=inst, tags=job_tags, run_config=QUIET)
+            assert res.success, f"in-process {job} failed"
+            before = len(c.runs(job))
+            launch(c, job, job_tags)
+            [run] = c.wait_runs(job, 1, 600, since=before)
+            assert run.status == dg.DagsterRunStatus.SUCCESS, f"celery {job} failed\n{c.logs()}"
+            if i:
+                local.append(run_seconds(c, res.run_id))
+                remote.append(run_seconds(c, run.run_id))
+                waits += queue_latencies(c, run.run_id)
+            steps = len(c.step_pids(run.run_id))
+        lo, hi = statistics.median(local), statistics.median(remote)
+        out[job] = {"steps": steps, "in_process_s": round(lo, 2), "celery_s": round(hi, 2),
+                    "overhead_per_step_s": round((hi - lo) / steps, 2),
+                    "queue_latency_median_s": round(statistics.median(waits), 2)}  # fmt: skip
+        print(f"overhead {job}: {out[job]}", flush=True)
+    return out
+
+
+def scaling(c: Any, uni: Any, blocks: int, block_symbols: int, days: int) -> dict[str, Any]:
+    """The same-sized backfill (fresh days each pass) with 1, then 2 ingest worker processes."""
+    import dagster as dg
+    from celery_cluster import children, peak_rss_mb
+
+    symbols = list(uni.symbols[3:3 + blocks * block_symbols])
+    out: dict[str, Any] = {"candles_per_pass": len(symbols) * days * 288}
+    first = START + timedelta(days=14)
+    # every series exists before the timed passes: both passes append to existing series
+    proc = c.cli([sys.executable, "-m", "pipeline.backfill", "--start", first.isoformat(), "--end", first.isoformat(),
+                  "--symbols", *symbols, "--quiet"])  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    start = first + timedelta(days=1)
+    for n in (1, 2):
+        end = start + timedelta(days=days - 1)
+        c.stop_process("worker_ingest-a")
+        before = len(c.runs("ingest_candles"))
+        proc = c.cli([sys.executable, "-m", "pipeline.backfill", "--start", start.isoformat(), "--end", end.isoformat(),
+                      "--symbols", *symbols, "--block-size", str(block_symbols), "--queue", "--workspace",
+                      str(c.workspace)])  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+        def all_waiting(before: int = before) -> bool:
+            runs = c.runs("ingest_candles")[before:]
+            return len(runs) == blocks and all(
+                any("Submitting celery task" in (e.user_message or "") for e in c.events(r.run_id)) for r in runs)
+
+        c.wait_for(all_waiting, 600, f"{blocks} runs waiting for a worker", poll=2)
+        worker = c.start_worker("ingest", n, "ingest-a")
+        t0 = time.monotonic()
+        runs = c.wait_runs("ingest_candles", blocks, 3600, since=before)
+        seconds = time.monotonic() - t0
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), c.logs()
+        rss = max(peak_rss_mb(p) for p in children(worker.pid))
+        out[f"{n}_worker"] = {"seconds": round(seconds, 1), "peak_rss_mb": round(rss),
+                              "candles_per_s": round(out["candles_per_pass"] / seconds)}  # fmt: skip
+        print(f"scaling {n} worker process(es): {out[f'{n}_worker']}", flush=True)
+        start = end + timedelta(days=1)
+    out["speedup"] = round(out["1_worker"]["seconds"] / out["2_worker"]["seconds"], 2)
+    print(f"scaling speed-up 2 vs 1 worker processes: {out['speedup']}x", flush=True)
+    return out
+
+
+def capacity(c: Any, uni: Any, root: Path) -> dict[str, Any]:
+    """Bytes per candle (PostgreSQL partitions with their index; SQLite file) and universe read speed."""
+    import sqlalchemy as sa
+
+    from pipeline.store import Store
+
+    pg = Store(url=c.env["CRYPTO4H_DB_URL"])
+    sqlite = Store(url=f"sqlite:///{root / 'capacity.db'}")
+    sqlite.migrate()
+    try:
+        with pg.engine.connect() as conn:
+            total = int(conn.execute(sa.text("SELECT count(*) FROM candles")).scalar())
+            pg_bytes = int(conn.execute(sa.text(
+                "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.relname LIKE 'candles_s%' "
+                "AND c.relkind = 'r'")).scalar())  # fmt: skip
+        t0 = time.monotonic()
+        frames = pg.read_universe(uni.exchange, list(uni.symbols))
+        pg_read = total / (time.monotonic() - t0)
+        sqlite.upsert_candles_many({s: f for s, f in frames.items() if len(f)}, exchange=uni.exchange,
+                                   source="synthetic:synthetic", synthetic=True)  # fmt: skip
+        with sqlite.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        t0 = time.monotonic()
+        sqlite.read_universe(uni.exchange, list(uni.symbols))
+        sqlite_read = total / (time.monotonic() - t0)
+        sqlite_bytes = (root / "capacity.db").stat().st_size
+    finally:
+        pg.dispose()
+        sqlite.dispose()
+    out = {"candles": total, "pg_bytes_per_candle": round(pg_bytes / total, 1),
+           "sqlite_bytes_per_candle": round(sqlite_bytes / total, 1), "pg_read_per_s": round(pg_read),
+           "sqlite_read_per_s": round(sqlite_read)}  # fmt: skip
+    print(f"capacity: {out}", flush=True)
+    return out
+
+
+def sweep(c: Any, configs: int, symbols: int, days: int) -> dict[str, Any]:
+    """The sweep with 1, then 2 research worker processes (needs SWEEP_JOB and sweep_run_config)."""
+    if SWEEP_JOB is None:
+        print("sweep: skipped - no sweep job yet (fill SWEEP_JOB and sweep_run_config in this file)", flush=True)
+        return {"skipped": "no sweep job yet"}
+    # TO COMPLETE with the sweep job: ingest `symbols` x `days` once (python -m pipeline.backfill --queue
+    # --block-size 10), then for n in (1, 2): restart the research worker with n processes, launch
+    # SWEEP_JOB with sweep_run_config(configs, ...), time it as in `scaling`, and print the ratio.
+    raise NotImplementedError
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="overhead,scaling,capacity,sweep")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--blocks", type=int, default=4, help="symbol blocks (runs) in the scaling backfill")
+    parser.add_argument("--block-symbols", type=int, default=10)
+    parser.add_argument("--days", type=int, default=60, help="days per scaling pass")
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    warnings.filterwarnings("ignore")
+
+    import yaml
+    from celery_cluster import Cluster, flush_redis, pg_databases, redis_problem, url_text
+
+    problem = redis_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    root = Path(tempfile.mkdtemp(prefix="crypto4h-bench-dist-"))
+    n_symbols = 3 + args.blocks * args.block_symbols
+    total_days = 14 + 1 + 2 * args.days
+    universe = root / "universe.yaml"
+    universe.write_text(yaml.safe_dump({
+        "name": "bench-distributed", "exchange": "synthetic", "provider": {"kind": "synthetic", "options": {"seed": 5}},
+        "symbols": [f"S{i:03d}/USDT" for i in range(n_symbols)], "start": START.isoformat(),
+        "end": (START + timedelta(days=total_days)).isoformat() + "T00:00:00Z"}, sort_keys=False))  # fmt: skip
+    results: dict[str, Any] = {}
+    flush_redis()
+    with pg_databases("instance", "store") as dbs:
+        c = Cluster.create(root, dbs["instance"], dbs["store"], universe)
+        instance_file = c.home / "dagster.yaml"  # let every block run at once (production: backfill limit 3)
+        doc = yaml.safe_load(instance_file.read_text())
+        for limit in doc["run_queue"]["tag_concurrency_limits"]:
+            limit["limit"] = max(limit["limit"], args.blocks)
+        doc["run_queue"]["max_concurrent_runs"] = max(doc["run_queue"]["max_concurrent_runs"], args.blocks + 2)
+        instance_file.write_text(yaml.safe_dump(doc))
+        os.environ.update({"CRYPTO4H_DB_URL": url_text(dbs["store"]), "CRYPTO4H_UNIVERSE": str(universe),
+                           "CRYPTO4H_REPORTS_DIR": str(root / "reports")})  # fmt: skip
+        from pipeline.definitions import build_defs
+        from pipeline.universe import load_universe
+
+        uni = load_universe(universe)
+        defs = build_defs(uni)
+        try:
+            c.start_services()
+            c.start_worker("ingest", 1, "ingest-a")
+            c.start_worker("research", 1, "research-a")
+            c.cli([DAGSTER, "sensor", "stop", "refresh_after_candles", "-w", str(c.workspace)])
+            print(f"cluster up in {root}", flush=True)
+            if "overhead" in parts:
+                results["overhead"] = overhead(c, defs, uni, args.repeat)
+            if "scaling" in parts:
+                results["scaling"] = scaling(c, uni, args.blocks, args.block_symbols, args.days)
+            if "capacity" in parts:
+                results["capacity"] = capacity(c, uni, root)
+            if "sweep" in parts:
+                results["sweep"] = sweep(c, 200, 100, 365)
+        finally:
+            c.stop()
+            flush_redis()
+    print(json.dumps(results, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
