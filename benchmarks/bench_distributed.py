@@ -3,14 +3,16 @@ figures of docs/deploy.md. Runs the production profile on this machine (tests/pi
 PostgreSQL instance and store, Redis broker, code server, daemon, Celery workers).
 
     .venv/bin/python benchmarks/bench_distributed.py [--parts overhead,scaling,capacity,sweep]
-        [--repeat 3] [--blocks 4] [--block-symbols 10] [--days 60] [--json out.json]
+        [--repeat 3] [--blocks 4] [--block-symbols 10] [--days 60] [--adhoc-runs 4] [--json out.json]
 
 - overhead: the same runs (ingest_candles: 2 steps, refresh_research: 2 steps) in process and on Celery
   workers; per-step overhead = (Celery run time - in-process run time) / steps, medians of --repeat, plus
   the queue latency (step submitted -> step started in a worker);
 - scaling: a backfill of --blocks symbol blocks (one queued run each) executed by 1, then 2 ingest worker
   processes, timed from the moment the workers are ready with every block already waiting in the queue;
-  prints the speed-up ratio and the peak memory of a worker process;
+  prints the speed-up ratio, the peak memory of a worker process and the machine's load average;
+- research: the same with --adhoc-runs ad-hoc walk-forward backtests on the research queue (CPU-bound
+  engine work: the stand-in for the sweep until it lands);
 - capacity: bytes per stored candle on PostgreSQL and SQLite, and read throughput, on the scaling data;
 - sweep: the 200-configuration sweep on 100 symbols x 365 days with 1 and 2 research workers. It needs
   the sweep job (lead: fill in SWEEP_JOB and sweep_run_config below); until then it says so and skips.
@@ -104,51 +106,109 @@ def overhead(c: Any, defs: Any, uni: Any, repeat: int) -> dict[str, Any]:
     return out
 
 
-def scaling(c: Any, uni: Any, blocks: int, block_symbols: int, days: int) -> dict[str, Any]:
-    """The same-sized backfill (fresh days each pass) with 1, then 2 ingest worker processes."""
+def machine_cpu() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine since boot (/proc/stat)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = ticks[3] + ticks[4]
+    return sum(ticks) - idle, sum(ticks)
+
+
+def process_cpu_s(pids: set[int]) -> float:
+    """User + system CPU seconds of live processes."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def timed_pass(c: Any, queue: str, processes: int, job: str, count: int, submit: Any) -> dict[str, Any]:
+    """Stop the queue's worker, submit `count` runs of `job`, wait until each has handed a step to the broker,
+    then start the worker with `processes` processes and time until every run has finished."""
     import dagster as dg
     from celery_cluster import children, peak_rss_mb
 
+    name = f"{queue}-a"
+    c.stop_process(f"worker_{name}")
+    before = len(c.runs(job))
+    submit()
+
+    def all_waiting() -> bool:
+        runs = c.runs(job)[before:]
+        return len(runs) == count and all(
+            any("Submitting celery task" in (e.user_message or "") for e in c.events(r.run_id)) for r in runs)
+
+    c.wait_for(all_waiting, 900, f"{count} {job} runs waiting for a worker", poll=2)
+    load = os.getloadavg()[0]
+    worker = c.start_worker(queue, processes, name)
+    t0, cpu0 = time.monotonic(), machine_cpu()
+    runs = c.wait_runs(job, count, 3600, since=before)
+    seconds, cpu1 = time.monotonic() - t0, machine_cpu()
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), c.logs()
+    pool = children(worker.pid)
+    return {"seconds": round(seconds, 1), "peak_rss_mb": round(max(peak_rss_mb(p) for p in pool)),
+            # cores the worker processes used on average, and how busy the whole machine was (1 = every core)
+            "worker_cores": round(process_cpu_s(pool) / seconds, 2),
+            "machine_busy": round((cpu1[0] - cpu0[0]) / max(1, cpu1[1] - cpu0[1]), 2),
+            "load_avg_before": round(load, 1), "load_avg_after": round(os.getloadavg()[0], 1)}  # fmt: skip
+
+
+def scaling(c: Any, uni: Any, blocks: int, block_symbols: int, days: int) -> dict[str, Any]:
+    """The same-sized backfill (fresh days each pass, appends to existing series) with 1, then 2 ingest
+    worker processes."""
     symbols = list(uni.symbols[3:3 + blocks * block_symbols])
-    out: dict[str, Any] = {"candles_per_pass": len(symbols) * days * 288}
+    out: dict[str, Any] = {"candles_per_pass": len(symbols) * days * 288, "blocks": blocks}
     first = START + timedelta(days=14)
-    # every series exists before the timed passes: both passes append to existing series
     proc = c.cli([sys.executable, "-m", "pipeline.backfill", "--start", first.isoformat(), "--end", first.isoformat(),
                   "--symbols", *symbols, "--quiet"])  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     start = first + timedelta(days=1)
     for n in (1, 2):
         end = start + timedelta(days=days - 1)
-        c.stop_process("worker_ingest-a")
-        before = len(c.runs("ingest_candles"))
-        proc = c.cli([sys.executable, "-m", "pipeline.backfill", "--start", start.isoformat(), "--end", end.isoformat(),
-                      "--symbols", *symbols, "--block-size", str(block_symbols), "--queue", "--workspace",
-                      str(c.workspace)])  # fmt: skip
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+        args = [sys.executable, "-m", "pipeline.backfill", "--start", start.isoformat(), "--end", end.isoformat(),
+                "--symbols", *symbols, "--block-size", str(block_symbols), "--queue", "--workspace", str(c.workspace)]
 
-        def all_waiting(before: int = before) -> bool:
-            runs = c.runs("ingest_candles")[before:]
-            return len(runs) == blocks and all(
-                any("Submitting celery task" in (e.user_message or "") for e in c.events(r.run_id)) for r in runs)
+        def submit(args: list[str] = args) -> None:
+            done = c.cli(args)
+            assert done.returncode == 0, done.stdout + done.stderr
 
-        c.wait_for(all_waiting, 600, f"{blocks} runs waiting for a worker", poll=2)
-        worker = c.start_worker("ingest", n, "ingest-a")
-        t0 = time.monotonic()
-        runs = c.wait_runs("ingest_candles", blocks, 3600, since=before)
-        seconds = time.monotonic() - t0
-        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), c.logs()
-        rss = max(peak_rss_mb(p) for p in children(worker.pid))
-        out[f"{n}_worker"] = {"seconds": round(seconds, 1), "peak_rss_mb": round(rss),
-                              "candles_per_s": round(out["candles_per_pass"] / seconds)}  # fmt: skip
-        print(f"scaling {n} worker process(es): {out[f'{n}_worker']}", flush=True)
+        res = timed_pass(c, "ingest", n, "ingest_candles", blocks, submit)
+        res["candles_per_s"] = round(out["candles_per_pass"] / res["seconds"])
+        out[f"{n}_worker"] = res
+        print(f"ingest scaling, {n} worker process(es): {res}", flush=True)
         start = end + timedelta(days=1)
     out["speedup"] = round(out["1_worker"]["seconds"] / out["2_worker"]["seconds"], 2)
-    print(f"scaling speed-up 2 vs 1 worker processes: {out['speedup']}x", flush=True)
+    print(f"ingest scaling speed-up 2 vs 1 worker processes: {out['speedup']}x", flush=True)
+    return out
+
+
+def research_scaling(c: Any, runs: int) -> dict[str, Any]:
+    """Stand-in for the sweep until it lands: `runs` ad-hoc walk-forward backtests over the whole stored
+    universe (CPU-bound engine work, one step each), executed by 1, then 2 research worker processes.
+    Every run has its own fee, so none is reused from the store."""
+    out: dict[str, Any] = {"runs": runs}
+    for n in (1, 2):
+        configs = [{"ops": {"run_backtest": {"config": {
+            "strategy": ("macd_rsi_confluence", "momentum_rank")[i % 2], "fee_bps": 10.0 + 10 * n + i}}}}
+            for i in range(runs)]  # fmt: skip
+
+        def submit(configs: list[dict] = configs) -> None:
+            for cfg in configs:
+                done = c.cli([DAGSTER, "job", "launch", "-w", str(c.workspace), "-j", "adhoc_backtest",
+                              "--config-json", json.dumps(cfg)])  # fmt: skip
+                assert done.returncode == 0, done.stderr[-2000:]
+
+        out[f"{n}_worker"] = timed_pass(c, "research", n, "adhoc_backtest", runs, submit)
+        print(f"research scaling, {n} worker process(es): {out[f'{n}_worker']}", flush=True)
+    out["speedup"] = round(out["1_worker"]["seconds"] / out["2_worker"]["seconds"], 2)
+    print(f"research scaling speed-up 2 vs 1 worker processes: {out['speedup']}x", flush=True)
     return out
 
 
 def capacity(c: Any, uni: Any, root: Path) -> dict[str, Any]:
-    """Bytes per candle (PostgreSQL partitions with their index; SQLite file) and universe read speed."""
+    """Bytes per candle (PostgreSQL partitions with their index; SQLite file), universe read speed, and the
+    Dagster instance's size per candle partition materialised (its event log grows with every partition)."""
+    import dagster as dg
     import sqlalchemy as sa
 
     from pipeline.store import Store
@@ -176,7 +236,16 @@ def capacity(c: Any, uni: Any, root: Path) -> dict[str, Any]:
     finally:
         pg.dispose()
         sqlite.dispose()
+    with c.instance() as inst:
+        materialized = len(inst.fetch_materializations(dg.AssetKey("candles"), limit=1_000_000).records)
+    admin = sa.create_engine(sa.make_url(c.env["CRYPTO4H_DB_URL"]).set(database=c.env["DAGSTER_PG_DB"]))
+    try:
+        with admin.connect() as conn:
+            instance_bytes = int(conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar())
+    finally:
+        admin.dispose()
     out = {"candles": total, "pg_bytes_per_candle": round(pg_bytes / total, 1),
+           "instance_bytes_per_partition": round(instance_bytes / max(1, materialized)),
            "sqlite_bytes_per_candle": round(sqlite_bytes / total, 1), "pg_read_per_s": round(pg_read),
            "sqlite_read_per_s": round(sqlite_read)}  # fmt: skip
     print(f"capacity: {out}", flush=True)
@@ -196,11 +265,13 @@ def sweep(c: Any, configs: int, symbols: int, days: int) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="overhead,scaling,capacity,sweep")
+    parser.add_argument("--parts", default="overhead,scaling,research,capacity,sweep",
+                        help="research needs the data of scaling (run both)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--blocks", type=int, default=4, help="symbol blocks (runs) in the scaling backfill")
     parser.add_argument("--block-symbols", type=int, default=10)
     parser.add_argument("--days", type=int, default=60, help="days per scaling pass")
+    parser.add_argument("--adhoc-runs", type=int, default=4, help="ad-hoc backtests per research pass")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -228,8 +299,9 @@ def main() -> int:
         instance_file = c.home / "dagster.yaml"  # let every block run at once (production: backfill limit 3)
         doc = yaml.safe_load(instance_file.read_text())
         for limit in doc["run_queue"]["tag_concurrency_limits"]:
-            limit["limit"] = max(limit["limit"], args.blocks)
-        doc["run_queue"]["max_concurrent_runs"] = max(doc["run_queue"]["max_concurrent_runs"], args.blocks + 2)
+            limit["limit"] = max(limit["limit"], args.blocks, args.adhoc_runs)
+        doc["run_queue"]["max_concurrent_runs"] = max(doc["run_queue"]["max_concurrent_runs"],
+                                                      args.blocks + args.adhoc_runs + 2)
         instance_file.write_text(yaml.safe_dump(doc))
         os.environ.update({"CRYPTO4H_DB_URL": url_text(dbs["store"]), "CRYPTO4H_UNIVERSE": str(universe),
                            "CRYPTO4H_REPORTS_DIR": str(root / "reports")})  # fmt: skip
@@ -248,6 +320,8 @@ def main() -> int:
                 results["overhead"] = overhead(c, defs, uni, args.repeat)
             if "scaling" in parts:
                 results["scaling"] = scaling(c, uni, args.blocks, args.block_symbols, args.days)
+            if "research" in parts:
+                results["research"] = research_scaling(c, args.adhoc_runs)
             if "capacity" in parts:
                 results["capacity"] = capacity(c, uni, root)
             if "sweep" in parts:
