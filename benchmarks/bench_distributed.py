@@ -236,8 +236,14 @@ def capacity(c: Any, uni: Any, root: Path) -> dict[str, Any]:
     finally:
         pg.dispose()
         sqlite.dispose()
+    materialized, cursor = 0, None
     with c.instance() as inst:
-        materialized = len(inst.fetch_materializations(dg.AssetKey("candles"), limit=1_000_000).records)
+        while True:
+            page = inst.fetch_materializations(dg.AssetKey("candles"), limit=10_000, cursor=cursor)
+            materialized += len(page.records)
+            if not page.has_more:
+                break
+            cursor = page.cursor
     admin = sa.create_engine(sa.make_url(c.env["CRYPTO4H_DB_URL"]).set(database=c.env["DAGSTER_PG_DB"]))
     try:
         with admin.connect() as conn:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -275,6 +276,7 @@ def test_worker_killed_mid_write_leaves_no_rows_and_the_run_is_retried(cluster: 
             [step_pid] = c.step_pids(run.run_id)["candles"]
             assert step_pid in pool(c, "ingest-a")
             os.kill(step_pid, signal.SIGKILL)  # the worker's pool process, in the middle of its transaction
+            killed_at = time.monotonic()
 
             def backend_gone() -> bool:
                 with engine.connect() as conn:
@@ -282,11 +284,13 @@ def test_worker_killed_mid_write_leaves_no_rows_and_the_run_is_retried(cluster: 
                                             {"p": backend_pid}).first()  # fmt: skip
 
             c.wait_for(backend_gone, 30, "PostgreSQL to end the killed worker's transaction", poll=0.2)
+            aborted_s = time.monotonic() - killed_at
             assert _phase2_rows(engine) == 0, "rows of the killed step's transaction were committed"
 
             failed = c.wait_for(lambda: (r := c.runs("ingest_candles")[before]).status.value in ("FAILURE", "CANCELED")
                                 and r, 120, "the run to fail")  # fmt: skip
             assert failed.status.value == "FAILURE"
+            failed_s = time.monotonic() - killed_at
             text = "\n".join(str(e.dagster_event.event_specific_data) for e in c.events(failed.run_id)
                              if e.dagster_event is not None)  # fmt: skip
             assert "WorkerLostError" in text
@@ -300,6 +304,8 @@ def test_worker_killed_mid_write_leaves_no_rows_and_the_run_is_retried(cluster: 
 
         again = c.wait_for(retry, 300, "the daemon's automatic re-execution of the failed run", poll=2)
         assert again.status.value == "SUCCESS", c.logs()
+        print(f"\nfault: transaction aborted {aborted_s:.1f}s after the kill, run FAILURE after {failed_s:.1f}s, "
+              f"retry SUCCESS after {time.monotonic() - killed_at:.1f}s (lock released at {failed_s:.1f}s)")
         assert again.tags.get("dagster/root_run_id") == failed.run_id
         steps = assert_steps_ran_on(c, again, pool(c, "ingest-a"))
         assert step_pid not in steps["candles"]
