@@ -328,8 +328,7 @@ def test_sweep_chunks_run_on_research_workers(cluster: Cluster) -> None:
     if not sweep_jobs:
         pytest.skip("no sweep job in the code location yet (engine.sweep lands with the sweep engine)")
     job = sweep_jobs[0]
-    before = len(c_runs := cluster.runs(job))
-    del c_runs
+    before = len(cluster.runs(job))
     launch(cluster, job)  # TODO(sweep): pass a small run config (a few configurations, two chunks)
     [run] = cluster.wait_runs(job, 1, 600, since=before)
     assert run.status.value == "SUCCESS", cluster.logs()
