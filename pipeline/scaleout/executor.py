@@ -27,7 +27,6 @@ from pipeline.scaleout.settings import (
     QUEUE_TAG,
     QUEUES,
     RESEARCH_QUEUE,
-    ScaleOutConfigError,
     backend_env,
     broker_url,
     celery_enabled,
@@ -83,12 +82,3 @@ def io_manager_resources() -> dict[str, Any]:
         return {}
     return {"io_manager": dg.FilesystemIOManager(base_dir=folder)}
 
-
-def describe() -> str:
-    """One line for logs and the CLI: the executor profile (no URL)."""
-    try:
-        if not celery_enabled():
-            return "in-process executor (embedded default)"
-        return f"Celery executor, queues {list(QUEUES)}"
-    except ScaleOutConfigError as exc:
-        return f"invalid executor setting: {exc}"

@@ -252,7 +252,7 @@ def test_production_instance_file() -> None:
     pg = doc["storage"]["postgres"]["postgres_db"]
     assert pg["scheme"] == "postgresql+psycopg2" and pg["password"] == {"env": "DAGSTER_PG_PASSWORD"}
     queue = doc["run_queue"]
-    limits = {lim["value"]: lim["limit"] for lim in queue["tag_concurrency_limits"]}
-    assert set(limits) == {"ingest", "backfill", "refresh", "adhoc", "sweep"}
+    limits = {lim.get("value", lim["key"]): lim["limit"] for lim in queue["tag_concurrency_limits"]}
+    assert set(limits) == {"ingest", "backfill", "refresh", "adhoc", "sweep", "dagster/backfill"}
     assert sum(limits.values()) <= queue["max_concurrent_runs"]  # the hourly ingestion always has a slot
     assert doc["run_retries"] == {"enabled": True, "max_retries": 0}  # only runs tagged for it are retried
