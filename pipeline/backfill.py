@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.universe:
             env["CRYPTO4H_UNIVERSE"] = str(universe.source_path)
         for tags in runs:
-            command = queue_command({**tags, **BACKFILL_TAGS}, args.workspace)
+            workspace = os.path.abspath(args.workspace) if args.workspace else None  # the command runs in the repo
+            command = queue_command({**tags, **BACKFILL_TAGS}, workspace)
             proc = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(f"error: dagster job launch failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
