@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo ui reports bench bench-store bench-pipeline clean
+.PHONY: venv test lint demo ui reports bench bench-store bench-pipeline bench-distributed workers clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; set PY=/path/to/python3.11"; exit 1; }
@@ -47,6 +47,17 @@ bench-store: $(STAMP)
 
 bench-pipeline: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py
+
+# needs PostgreSQL and Redis on this machine (it starts its own code server, daemon and workers)
+bench-distributed: $(STAMP)
+	$(BIN)/python benchmarks/bench_distributed.py
+
+# Production profile: N Celery worker processes for one queue (ingest or research); see docs/deploy.md.
+# Needs CRYPTO4H_CELERY_BROKER_URL, CRYPTO4H_DB_URL (PostgreSQL) and the instance variables (DAGSTER_PG_*).
+QUEUE ?= research
+N ?= 1
+workers: $(STAMP)
+	$(BIN)/python -m pipeline.scaleout.workers --queue $(QUEUE) --concurrency $(N)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

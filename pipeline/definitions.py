@@ -4,7 +4,8 @@ The areas live under `pipeline/defs/` (market_data, research, backtests, registr
 definitions that this module wires together. The universe file (env `CRYPTO4H_UNIVERSE`, default
 `config/universe.yaml`) is read once here because its symbols are the static partition keys of
 `candles`; the resources are pinned to the same file. `build_defs(universe)` lets tests and the demo
-build the same graph for another universe.
+build the same graph for another universe. The executor profile (`$CRYPTO4H_EXECUTOR`: in-process by
+default, `celery` for workers) is also read once, at import: see `pipeline/scaleout/executor.py`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pipeline.defs.research.sensors import build_refresh_sensor
 from pipeline.defs.sweeps.assets import sweep_runs
 from pipeline.defs.sweeps.jobs import parameter_sweep
 from pipeline.resources import MarketDataResource, StoreResource, UniverseResource
+from pipeline.scaleout.executor import RESEARCH_QUEUE, executor_for, io_manager_resources
 from pipeline.universe import Universe, load_universe
 
 
@@ -65,7 +67,11 @@ def build_defs(universe: Universe | None = None, *, db_url: str = "") -> dg.Defi
             "store": StoreResource(db_url=db_url),
             "market_data": MarketDataResource(),
             "universe": UniverseResource(path=str(universe.source_path or "")),
+            **io_manager_resources(),
         },
+        # jobs without their own executor (UI materialisations): Dagster's default, or Celery in the
+        # Celery profile ($CRYPTO4H_EXECUTOR, see pipeline/scaleout/executor.py)
+        executor=executor_for(RESEARCH_QUEUE),
     )
 
 

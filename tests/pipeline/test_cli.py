@@ -123,6 +123,7 @@ def test_backfill_cli_queue_submits_one_queued_run(env, capsys) -> None:
     [run] = _runs(env["home"])
     assert run.status == dg.DagsterRunStatus.QUEUED and run.job_name == "ingest_candles"
     assert run.tags[RANGE_START] == "2024-03-01|AAA-USDT" and run.tags[RANGE_END] == "2024-03-02|CCC-USDT"
+    assert run.tags["crypto4h/kind"] == "backfill"  # the production run queue limits backfills apart
 
 
 # --- demo ---------------------------------------------------------------------------------------------

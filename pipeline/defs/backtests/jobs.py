@@ -13,6 +13,7 @@ from pipeline.defs.backtests.requests import build_engine_objects
 from pipeline.defs.backtests.runs import publish_run
 from pipeline.resources import StoreResource, UniverseResource
 from pipeline.results import RunFailed, run_and_record
+from pipeline.scaleout.executor import RESEARCH_QUEUE, executor_for, run_policy_tags
 from pipeline.store import RequestAlreadyRecorded
 
 OP_NAME = "run_backtest"
@@ -69,7 +70,10 @@ def _already_recorded(context: dg.OpExecutionContext, key: str | None) -> dg.Out
     name=JOB_NAME,
     description="Ad-hoc walk-forward backtest: fill the Launchpad form (strategy, params, universe, dates, "
     "window, shift, fees, slippage) and launch. The run's home is its partition of backtest_runs.",
-    tags={"crypto4h/kind": "adhoc"},
+    tags={"crypto4h/kind": "adhoc", **run_policy_tags()},
+    # Celery profile: the backtest runs on a `research` worker; each ad-hoc run is one step, so many
+    # requests spread over the research workers through the run queue
+    executor_def=executor_for(RESEARCH_QUEUE),
 )
 def adhoc_backtest() -> None:
     run_backtest()

@@ -30,6 +30,7 @@ from pipeline.defs.market_data.quality import blocking_problems, expected_slots,
 from pipeline.metadata import fmt_ts, md_table, pct
 from pipeline.metadata import table as typed_table
 from pipeline.resources import MarketDataResource, StoreResource, UniverseResource
+from pipeline.scaleout.executor import INGEST_QUEUE, queue_tags
 from pipeline.universe import Universe
 
 GROUP = "market_data"
@@ -263,6 +264,7 @@ def build_candles_asset(spec: Universe, partitions_def: dg.PartitionsDefinition)
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,
         kinds={"sql", "pandas"},
+        op_tags=queue_tags(INGEST_QUEUE),  # Celery profile: ingest workers, whatever job runs it
         description=(
             f"Closed 5m OHLCV candles for the {spec.name!r} universe ({len(spec.symbols)} symbols "
             f"on {spec.exchange}), partitioned by UTC day x symbol, upserted to the SQL store. "

@@ -16,6 +16,9 @@ from typing import Any
 
 from pipeline.universe import REPO_ROOT, Universe
 
+#: run tag of backfill runs: the production run queue limits them apart from the hourly ingestion
+BACKFILL_TAGS = {"crypto4h/kind": "backfill"}
+
 
 def resolve_dagster_home() -> Path:
     """`$DAGSTER_HOME` as an absolute path (Dagster refuses relative ones), default `dagster_home/`."""
@@ -33,11 +36,17 @@ def partition_dates(universe: Universe) -> tuple[date, date]:
     return universe.start, universe.last_date or pd.Timestamp.now(tz="UTC").date()
 
 
-def plan(universe: Universe, start: date, end: date, symbols: list[str] | None = None) -> list[dict[str, str]]:
-    """Range tags of the run(s) covering `[start, end]` x `symbols` (default: all): one per adjacent block.
+def plan(universe: Universe, start: date, end: date, symbols: list[str] | None = None, *,
+         block_size: int = 0, days_per_run: int = 0) -> list[dict[str, str]]:  # fmt: skip
+    """Range tags of the run(s) covering `[start, end]` x `symbols` (default: all): one per adjacent block,
+    cut further into blocks of at most `block_size` symbols and spans of at most `days_per_run` days
+    (0 = no cut). Separate runs are what the run queue spreads over Celery workers, and they bound
+    the memory of one run (a run holds its partitions in memory before its one write).
 
     Raises ValueError with a message for the user (dates outside the partitions, unknown symbols).
     """
+    from datetime import timedelta
+
     from pipeline.defs.market_data.partitions import range_tags, symbol_blocks
 
     first, last = partition_dates(universe)
@@ -45,8 +54,17 @@ def plan(universe: Universe, start: date, end: date, symbols: list[str] | None =
         raise ValueError(f"--end {end} is before --start {start}")
     if start < first or end > last:
         raise ValueError(f"dates {start}..{end} are outside the partitions of {universe.name!r} ({first}..{last})")
+    if block_size < 0 or days_per_run < 0:
+        raise ValueError("--block-size and --days-per-run must be positive (0 = no cut)")
     blocks = symbol_blocks(universe, symbols) if symbols else [list(universe.symbols)]
-    return [range_tags(universe, start, end, block) for block in blocks]
+    if block_size:
+        blocks = [b[i:i + block_size] for b in blocks for i in range(0, len(b), block_size)]
+    spans = [(start, end)]
+    if days_per_run:
+        step = timedelta(days=days_per_run)
+        spans = [(d, min(d + step - timedelta(days=1), end))
+                 for d in (start + k * step for k in range((end - start) // step + 1)) if d <= end]  # fmt: skip
+    return [range_tags(universe, a, b, block) for a, b in spans for block in blocks]
 
 
 def run_in_process(defs: Any, instance: Any, tags: dict[str, str], *, log_level: str = "INFO") -> Any:
@@ -74,10 +92,13 @@ def run_error(result: Any) -> str:
     return ""
 
 
-def queue_command(tags: dict[str, str]) -> list[str]:
-    """The `dagster job launch` command that queues one range run on the instance (daemon executes it)."""
+def queue_command(tags: dict[str, str], workspace: str | Path | None = None) -> list[str]:
+    """The `dagster job launch` command that queues one range run on the instance (daemon executes it).
+
+    `workspace` (default `workspace.yaml`): in a deployment, a workspace that points at the running code
+    server (`deploy/workspace.yaml`), so each launch connects instead of loading the code itself."""
     from pipeline.defs.market_data.jobs import INGEST_JOB
 
     exe = Path(sys.executable).with_name("dagster")
-    return [str(exe), "job", "launch", "-w", str(REPO_ROOT / "workspace.yaml"), "-j", INGEST_JOB,
+    return [str(exe), "job", "launch", "-w", str(workspace or REPO_ROOT / "workspace.yaml"), "-j", INGEST_JOB,
             "--tags", json.dumps(tags)]  # fmt: skip

@@ -21,6 +21,7 @@ from pipeline.defs.market_data.quality import BAR, expected_slots, jump_times, s
 from pipeline.metadata import fmt_ts, pct
 from pipeline.metadata import table as typed_table
 from pipeline.resources import StoreResource, UniverseResource
+from pipeline.scaleout.executor import INGEST_QUEUE, queue_tags
 from pipeline.universe import Universe, utc_day_bounds
 
 ERROR = dg.AssetCheckSeverity.ERROR
@@ -115,7 +116,7 @@ def build_candle_checks(
                                       "(of the universe end for a historical universe); WARN when stale."),
     ]
 
-    @dg.multi_asset_check(specs=specs, name="candle_checks", can_subset=True)
+    @dg.multi_asset_check(specs=specs, name="candle_checks", can_subset=True, op_tags=queue_tags(INGEST_QUEUE))
     def candle_checks(
         context: dg.AssetCheckExecutionContext, store: StoreResource, universe: UniverseResource
     ) -> Iterator[dg.AssetCheckResult]:

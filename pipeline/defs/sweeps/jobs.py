@@ -23,11 +23,12 @@ from pipeline.defs.sweeps.assets import publish_sweep
 from pipeline.defs.sweeps.config import SweepRequest, validate_request
 from pipeline.resources import StoreResource, UniverseResource
 from pipeline.results import code_version, load_candles, run_config, tried_configs
+from pipeline.scaleout.executor import RESEARCH_QUEUE, executor_for, run_policy_tags
 
 SWEEP_JOB = "parameter_sweep"
 STEPS = max(1, int(os.environ.get("CRYPTO4H_SWEEP_STEPS", "4") or 4))
 #: steps that run the engine: the Celery executor routes them to the research queue
-RESEARCH_TAGS = {"dagster-celery/queue": "research"}
+RESEARCH_TAGS = {"dagster-celery/queue": RESEARCH_QUEUE}
 
 
 def run_key(context: dg.OpExecutionContext) -> str:
@@ -174,8 +175,11 @@ chunk_ops = [build_chunk_op(i) for i in range(STEPS)]
     "universe, start, end, window_hours, ...}. The configurations run in chunk steps a distributed executor "
     "can spread; the merge step records PBO, deflated Sharpe and SPA. The sweep's home is its partition of "
     "sweep_runs.",
-    executor_def=dg.multiprocess_executor.configured({"max_concurrent": max(1, os.cpu_count() or 1)}),
-    tags={"crypto4h/kind": "sweep"},
+    # the embedded default runs the chunk steps in parallel processes; the Celery profile on research workers
+    executor_def=executor_for(
+        RESEARCH_QUEUE, default=dg.multiprocess_executor.configured({"max_concurrent": max(1, os.cpu_count() or 1)})
+    ),
+    tags={"crypto4h/kind": "sweep", **run_policy_tags()},
 )
 def parameter_sweep() -> None:
     planned = plan_sweep()
