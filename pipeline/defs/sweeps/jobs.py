@@ -91,7 +91,7 @@ def _sweep_and_candles(context: dg.OpExecutionContext, db: Any, uni: Any) -> tup
 
 
 def build_chunk_op(index: int) -> dg.OpDefinition:
-    @dg.op(name=f"sweep_chunk_{index}", ins={"planned": dg.In(dg.Nothing)}, tags=RESEARCH_TAGS,
+    @dg.op(name=f"sweep_chunk_{index}", ins={"planned": dg.In(dg.Nothing)}, tags=RESEARCH_TAGS, pool="sweep",
            description=f"Run share {index + 1} of the planned configurations and store the chunk.")  # fmt: skip
     def sweep_chunk(context: dg.OpExecutionContext, store: StoreResource, universe: UniverseResource) -> None:
         from engine.backtest import prepare_histories
