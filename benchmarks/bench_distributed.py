@@ -268,7 +268,7 @@ def sweep(c: Any, uni: Any, configs: int, symbols: int, days: int, first: date) 
     chosen = list(uni.symbols[:symbols])
     last = first + timedelta(days=days - 1)
     proc = c.cli([sys.executable, "-m", "pipeline.backfill", "--start", first.isoformat(), "--end", last.isoformat(),
-                  "--symbols", *chosen, "--quiet"])  # fmt: skip
+                  "--symbols", *chosen, "--quiet"], timeout=7200)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     config = sweep_run_config(configs, chosen, first, last)
     n_configs = 2 * len(config["ops"]["plan_sweep"]["config"]["grid"]["rsi_low"]) ** 2

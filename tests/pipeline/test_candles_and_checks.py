@@ -276,3 +276,17 @@ def test_a_missing_tail_of_a_day_is_recorded_incomplete_and_blocks(env, defs_and
     assert "AAA/USDT" not in gaps.description and "features" not in materialized_keys(result)
     rows = store.candle_summary("synthetic", "BBB/USDT")
     assert rows["rows"] > 0 and rows["last"].hour < 21  # the valid candles were kept
+
+
+def test_gaps_check_reads_the_evidence_of_many_partitions_in_pages(env, defs_and_store, monkeypatch) -> None:
+    """Dagster returns at most 10,000 event records per call: the evidence of a large backfill (here with
+    tiny batches and pages to exercise the paging) is still found for every partition."""
+    from pipeline.defs.market_data import completeness
+
+    monkeypatch.setattr(completeness, "KEY_BATCH", 2)
+    monkeypatch.setattr(completeness, "PAGE", 3)
+    defs, _ = defs_and_store
+    result = materialize(defs, "candles", tags=_tags(env["universe"], DAY0, 3))
+    assert result.success
+    gaps = next(e for e in result.get_asset_check_evaluations() if e.check_name == "gaps")
+    assert "not ingested" not in (gaps.description or "") and gaps.metadata["symbols_without_data"].text == "-"

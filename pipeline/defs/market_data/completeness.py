@@ -124,21 +124,32 @@ class PartitionGaps:
         return sum(h.slots for h in self.unexplained)
 
 
+#: Dagster returns at most 10,000 event records per call: keys are asked in batches, pages followed
+KEY_BATCH = 1000
+PAGE = 5000
+
+
 def latest_coverage(instance: Any, keys: list[str]) -> dict[str, Any]:
     """partition key -> the coverage metadata of its latest materialisation (None when recorded without
     one); partitions never materialised are absent."""
     import dagster as dg
 
-    if not keys:
-        return {}
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("candles"), asset_partitions=keys), limit=len(keys) * 4
-    ).records
     out: dict[str, Any] = {}
-    for rec in records:  # newest first
-        if rec.partition_key in out or rec.asset_materialization is None:
-            continue
-        out[rec.partition_key] = rec.asset_materialization.metadata.get(COVERAGE_KEY)
+    for i in range(0, len(keys), KEY_BATCH):
+        batch = keys[i : i + KEY_BATCH]
+        wanted, cursor = set(batch), None
+        while wanted:
+            page = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey("candles"), asset_partitions=batch),
+                limit=PAGE, cursor=cursor,
+            )  # newest first
+            for rec in page.records:
+                if rec.partition_key in wanted and rec.asset_materialization is not None:
+                    out[rec.partition_key] = rec.asset_materialization.metadata.get(COVERAGE_KEY)
+                    wanted.discard(rec.partition_key)
+            if not page.has_more:
+                break
+            cursor = page.cursor
     return out
 
 
