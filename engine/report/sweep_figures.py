@@ -40,10 +40,14 @@ def heat_map(table: pd.DataFrame, x: str, y: str, column: str, label: str, perce
         ax.set_yticks(range(len(grid.index)), [fmt_value(v) for v in grid.index])
         ax.set_xlabel(x)
         ax.set_ylabel(y)
-        for (i, j), v in np.ndenumerate(values):
+        # numbers in the cells while they fit (narrower cells: fewer digits, smaller type; past 12 columns
+        # the colours and the bar speak alone)
+        columns = len(grid.columns)
+        size, digits = (7.5, 3) if columns <= 6 else (6.0, 2)
+        for (i, j), v in np.ndenumerate(values if columns <= 12 else np.empty((0, 0))):
             if math.isfinite(v):
-                text = f"{v:+.3f}" if percent else f"{v:.2f}"
-                ax.text(j, i, text.replace("-", "−"), ha="center", va="center", fontsize=7.5,
+                text = f"{v:+.{digits}f}" if percent else f"{v:.2f}"
+                ax.text(j, i, text.replace("-", "−"), ha="center", va="center", fontsize=size,
                         color="white" if abs(v) > 0.6 * span else INK)
         bar = fig.colorbar(image, ax=ax, shrink=0.9)
         bar.set_label(label)
@@ -107,13 +111,23 @@ def degradation(is_perf: np.ndarray, oos_perf: np.ndarray, metric: str) -> str:
         return _svg(fig)
 
 
+#: points per grey curve in `curves`
+CROWD_POINTS = 1000
+
+
 def curves(returns: pd.DataFrame, best: int, benchmark: pd.Series, sleeve: float, window_hours: float) -> str:
     """Every configuration's non-compounded sleeve curve (grey), the best (blue) and the benchmark."""
     times = utc_times(returns.index) + pd.Timedelta(hours=float(window_hours))
     cum = returns.cumsum().to_numpy() * sleeve * 100
+    # the grey crowd at most ~CROWD_POINTS points per curve (every k-th value of the exact curve, the last
+    # always): a page column is ~1,000 px wide, and 200 curves of 9,000 points made the report slow to write
+    keep = np.unique(np.r_[np.arange(0, len(cum), max(1, len(cum) // CROWD_POINTS)), len(cum) - 1]) if len(cum) else []
     with mpl.rc_context(STYLE):
         fig, ax = _figure(FULL, 3.8)
-        ax.plot(times, cum, color=MUTED, linewidth=0.6, alpha=min(0.5, 8 / max(1, cum.shape[1])))
+        # rasterised: hundreds of grey curves as vector paths weighed megabytes; as one embedded image
+        # they stay a small part of the report while the best curve and the benchmark stay vectors
+        ax.plot(times[keep], cum[keep], color=MUTED, linewidth=0.6, alpha=min(0.5, 8 / max(1, cum.shape[1])),
+                rasterized=True)
         ax.plot(times, benchmark.cumsum().to_numpy() * sleeve * 100, color=BENCH, linewidth=2.0, alpha=0.75,
                 linestyle=(0, (4, 2)), label="equal-weight universe benchmark")
         ax.plot(times, returns[best].cumsum().to_numpy() * sleeve * 100, color=PALETTE[0], linewidth=1.8,

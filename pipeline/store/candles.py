@@ -209,3 +209,12 @@ def summary(conn: sa.Connection, exchange: str, symbol: str, lo: int, hi: int) -
         return None if v is None else pd.Timestamp(int(v), unit="ms", tz="UTC")
 
     return {"rows": int(count), "first": ts(first), "last": ts(last), "synthetic_rows": int(n_synth)}
+
+
+def has_rows(conn: sa.Connection, exchange: str, symbol: str, lo: int, hi: int) -> bool:
+    """Whether any candle of the series lies in [lo, hi): one index probe, not a count."""
+    series_id = conn.execute(sa.text(_SERIES_ID.format(":e", ":s")), {"e": exchange, "s": symbol}).scalar()
+    if series_id is None:
+        return False
+    query = "SELECT 1 FROM candles WHERE series_id = :sid AND open_time >= :lo AND open_time < :hi LIMIT 1"
+    return conn.execute(sa.text(query), {"sid": series_id, "lo": lo, "hi": hi}).first() is not None

@@ -179,6 +179,14 @@ class Store:
         with self._read() as conn:
             return _candles.summary(conn, exchange, symbol, lo, hi)
 
+    def symbols_with_candles(
+        self, exchange: str, symbols: Sequence[str], start: Any = None, end: Any = None
+    ) -> list[str]:
+        """The symbols (in the given order) with at least one candle in [start, end), without reading them."""
+        lo, hi = _candles.bounds(start, end)
+        with self._read() as conn:
+            return [s for s in dict.fromkeys(symbols) if _candles.has_rows(conn, exchange, s, lo, hi)]
+
     # --- strategies -----------------------------------------------------------------------------------
 
     def sync_strategies(self, rows: list[dict]) -> None:

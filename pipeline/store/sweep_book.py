@@ -64,6 +64,14 @@ class SweepBook:
             row = conn.execute(sa.select(sweeps_t).where(sweeps_t.c.id == int(sweep_id))).mappings().first()
         return None if row is None else dict(row)
 
+    def claim_fingerprint(self, sweep_id: int, fingerprint: str) -> str:
+        """The sweep's data fingerprint: the first caller's (set atomically), which every later chunk must
+        match. The plan does not read the candles; the first chunk to load them fixes what the sweep ran on."""
+        with self.store._write() as conn:
+            conn.execute(sweeps_t.update().where((sweeps_t.c.id == int(sweep_id)) & sweeps_t.c.data_fingerprint.is_(None))
+                         .values(data_fingerprint=fingerprint))  # fmt: skip
+            return str(conn.execute(sa.select(sweeps_t.c.data_fingerprint).where(sweeps_t.c.id == int(sweep_id))).scalar_one())
+
     def save_chunk(self, sweep_id: int, chunk_index: int, chunk: Any) -> None:
         """Store one computed chunk (replacing an earlier attempt of the same chunk, e.g. a retried step)."""
         payload = pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL)

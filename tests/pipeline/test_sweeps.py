@@ -49,6 +49,9 @@ def test_sweep_job_equals_the_engine_and_is_recorded(ingested, store) -> None:
     engine = run_sweep(candles, "macd_rsi_confluence", GRID, WalkForwardConfig(start="2024-03-12"),
                        n_trials=sweep["n_trials"])  # fmt: skip
     assert sweep["summary"]["best_config_id"] == engine.summary()["best_config_id"]
+    from engine.fingerprint import data_fingerprint
+
+    assert sweep["data_fingerprint"] == data_fingerprint({s: df for s, df in candles.items() if len(df)})
     assert sweep["pbo"] == pytest.approx(engine.pbo, abs=0) and sweep["spa_p_value"] == engine.spa_p_value
     # every configuration is recorded with its metrics (equal to the engine's rows)
     meta = [e for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
@@ -122,3 +125,57 @@ def test_sweep_request_files_launch_the_sweep_job(env, requests_dir) -> None:
     log = " ".join(str(x) for x in (data.skip_message, data.cursor))
     assert "bad.yaml" in log and "lookback" in log and "require_positive_trend: bool" in log
     assert "odd.yaml" in log and "unknown kind 'sweeps'" in log
+
+
+def _recorded_sweep(store, ingested, fingerprint: str | None) -> dict:
+    from pipeline.universe import load_universe
+
+    uni = load_universe(ingested["universe"])
+    end = uni.reference_time().isoformat()
+    sweep_id = store.sweeps.create(strategy="momentum_rank", universe=sorted(uni.symbols), grid={}, config={"end": end},
+                                   plan=[{}], n_chunks=1, run_key=None, request_key=None,
+                                   data_fingerprint=fingerprint, code_version=None)  # fmt: skip
+    return store.sweeps.get(sweep_id)
+
+
+def test_the_first_chunk_fixes_the_fingerprint_and_later_chunks_reuse_or_check_it(ingested, store, monkeypatch) -> None:
+    from engine.backtest import WalkForwardConfig
+    from engine.fingerprint import data_fingerprint
+    from pipeline.defs.sweeps import jobs
+    from pipeline.universe import load_universe
+
+    uni, cfg, context = load_universe(ingested["universe"]), WalkForwardConfig(), dg.build_op_context()
+    sweep = _recorded_sweep(store, ingested, None)
+    loads = []
+    real_load = jobs.load_candles
+    monkeypatch.setattr(jobs, "load_candles", lambda *a, **k: loads.append(1) or real_load(*a, **k))
+    jobs.PREPARED.clear()
+    first = jobs._histories(context, store, uni, sweep, cfg)
+    candles = store.read_universe(uni.exchange, sweep["universe"], end=pd.Timestamp(sweep["config"]["end"]))
+    expected = data_fingerprint({s: df for s, df in candles.items() if len(df)})
+    assert store.sweeps.get(sweep["id"])["data_fingerprint"] == expected
+    assert store.sweeps.claim_fingerprint(sweep["id"], "another") == expected  # the first claim stays
+    # the next chunk of the same sweep in this process reuses the prepared histories: no second load
+    assert jobs._histories(context, store, uni, sweep, cfg) is first and len(loads) == 1
+    # a process without them loads the candles again and finds the recorded fingerprint
+    jobs.PREPARED.clear()
+    assert set(jobs._histories(context, store, uni, sweep, cfg)) == set(first) and len(loads) == 2
+    # another sweep does not reuse them; a recorded fingerprint the store's data no longer has fails loudly
+    changed = _recorded_sweep(store, ingested, "0" * 16)
+    with pytest.raises(dg.Failure, match="stored candles changed while sweep"):
+        jobs._histories(context, store, uni, changed, cfg)
+    assert len(loads) == 3
+    jobs.PREPARED.clear()
+
+
+def test_prepared_histories_are_dropped_after_the_idle_time(monkeypatch) -> None:
+    import time
+
+    from pipeline.defs.sweeps.jobs import _Prepared
+
+    monkeypatch.setattr(_Prepared, "CACHE_SECONDS", 0.2)
+    cache = _Prepared()
+    cache.put(7, "1h", {"A/USDT": "h"})
+    assert cache.get(7, "1h") == {"A/USDT": "h"} and cache.get(7, "4h") is None and cache.get(8, "1h") is None
+    time.sleep(0.6)
+    assert cache.get(7, "1h") is None and cache.histories is None

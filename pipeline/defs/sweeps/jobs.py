@@ -1,10 +1,13 @@
 """`parameter_sweep`: plan -> chunks of configurations on separate steps -> merge.
 
 - `plan_sweep` validates the request against the engine (strategy, grid names and values, settings,
-  symbols), fingerprints the candles it will use and records the sweep (status running) with its plan.
+  symbols), checks which symbols have stored candles (an index probe, no read) and records the sweep
+  (status running) with its plan.
 - `sweep_chunk_<i>` (CRYPTO4H_SWEEP_STEPS of them, default 4) each run a contiguous share of the plan on
-  the stored candles (features computed once per step) and write the engine's `SweepChunk` to the store:
-  a distributed executor spreads these steps over workers; nothing passes through a worker's disk.
+  the stored candles and write the engine's `SweepChunk` to the store: a distributed executor spreads
+  these steps over workers; nothing passes through a worker's disk. The first chunk to load the candles
+  records their fingerprint; every other chunk must load the same data. A process that runs several
+  chunks of one sweep loads and prepares the candles once (`PREPARED`).
 - `merge_sweep` reads every chunk back, merges them with the store's count of configurations tried for
   the strategy and universe (the deflated Sharpe's `n_trials`), records every configuration and the
   sweep's PBO / deflated Sharpe / SPA, writes the HTML report and materialises the sweep's home in
@@ -13,6 +16,8 @@ Steps hand nothing to each other but the store: ops are chained by `Nothing` dep
 """
 
 import os
+import threading
+import time
 from typing import Any
 
 import dagster as dg
@@ -60,59 +65,114 @@ def plan_sweep(context: dg.OpExecutionContext, config: SweepRequest, store: Stor
     except ValueError as exc:
         raise dg.Failure(description=f"invalid sweep request: {exc}", allow_retries=False) from exc
     end = pd.Timestamp(cfg.end) if cfg.end is not None else uni.reference_time()
-    candles = load_candles(db, uni, symbols=symbols, end=end)
-    if not candles:
+    present = sorted(db.symbols_with_candles(uni.exchange, symbols, end=end))  # no read: the chunks load them
+    if not present:
         raise dg.Failure(description=f"no stored candles for {symbols} on {uni.exchange!r}: materialise `candles` first")
     base = {**run_config(cfg, get_strategy(name)), "end": end.isoformat(), "sample": config.sample,
             "seed": config.seed, "objective": config.objective}  # fmt: skip
-    sweep_id = db.sweeps.create(strategy=name, universe=sorted(candles), grid=grid, config=base, plan=configs,
+    # the data fingerprint is fixed by the first chunk that loads the candles (SweepBook.claim_fingerprint)
+    sweep_id = db.sweeps.create(strategy=name, universe=present, grid=grid, config=base, plan=configs,
                                 n_chunks=STEPS, run_key=run_key(context), request_key=key,
-                                data_fingerprint=_fingerprint(candles), code_version=code_version())  # fmt: skip
-    context.log.info(f"sweep {sweep_id}: {len(configs)} configurations of {name} on {len(candles)} symbols, "
+                                data_fingerprint=None, code_version=code_version())  # fmt: skip
+    context.log.info(f"sweep {sweep_id}: {len(configs)} configurations of {name} on {len(present)} symbols, "
                      f"{STEPS} chunk steps")  # fmt: skip
     context.add_output_metadata({"sweep_id": sweep_id, "configurations": len(configs), "chunk_steps": STEPS})
     yield dg.Output(None)
 
 
-def _sweep_and_candles(context: dg.OpExecutionContext, db: Any, uni: Any) -> tuple[dict[str, Any], Any, dict]:
-    """The sweep of this run, its walk-forward config and the candles it planned on (same fingerprint)."""
+def _sweep_of(context: dg.OpExecutionContext, db: Any) -> tuple[dict[str, Any], Any]:
+    """The sweep of this run and its walk-forward config."""
     from engine.backtest import WalkForwardConfig
 
     sweep = db.sweeps.find(run_key=run_key(context))
     if sweep is None:
         raise dg.Failure(description=f"no sweep recorded for run {run_key(context)}: the plan step did not run")
     fields = set(WalkForwardConfig.__dataclass_fields__)
-    cfg = WalkForwardConfig.from_dict({k: v for k, v in sweep["config"].items() if k in fields})
+    return sweep, WalkForwardConfig.from_dict({k: v for k, v in sweep["config"].items() if k in fields})
+
+
+class _Prepared:
+    """The last sweep's prepared histories in this process. A Celery worker process often runs several
+    chunks of one sweep in a row: it loads and prepares the candles once (the load is the part of a chunk
+    that does not scale with workers: every worker reads the whole universe from one database). Dropped
+    CACHE_SECONDS after its last use, so an idle worker does not hold a universe in memory."""
+
+    CACHE_SECONDS = 120.0
+
+    def __init__(self) -> None:
+        self.key: tuple[int, str] | None = None
+        self.histories: Any = None
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def get(self, sweep_id: int, feature_timeframe: str) -> Any:
+        with self._lock:
+            return self.histories if self.key == (sweep_id, feature_timeframe) else None
+
+    def put(self, sweep_id: int, feature_timeframe: str, histories: Any) -> None:
+        with self._lock:
+            self.key, self.histories = (sweep_id, feature_timeframe), histories
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(self.CACHE_SECONDS, self.clear)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def clear(self) -> None:
+        with self._lock:
+            self.key, self.histories = None, None
+
+
+PREPARED = _Prepared()
+
+
+def _histories(context: dg.OpExecutionContext, db: Any, uni: Any, sweep: dict[str, Any], cfg: Any) -> Any:
+    """The sweep's prepared histories: this process's copy when it has one, else loaded from the store and
+    checked against the fingerprint the sweep's first chunk recorded."""
+    from engine.backtest import prepare_histories
+
+    cached = PREPARED.get(int(sweep["id"]), cfg.feature_timeframe)
+    if cached is not None:
+        context.log.info("candles and features reused from this process's previous chunk of the sweep")
+        return cached
     candles = load_candles(db, uni, symbols=sweep["universe"], end=pd.Timestamp(sweep["config"]["end"]))
-    if _fingerprint(candles) != sweep["data_fingerprint"]:
-        raise dg.Failure(description=f"the stored candles changed since sweep {sweep['id']} was planned (an "
-                         "ingestion ran in between): re-launch the sweep", allow_retries=False)  # fmt: skip
-    return sweep, cfg, candles
+    fingerprint = _fingerprint(candles)
+    if fingerprint != db.sweeps.claim_fingerprint(int(sweep["id"]), fingerprint):
+        raise dg.Failure(description=f"the stored candles changed while sweep {sweep['id']} ran (an ingestion ran "
+                         "in between): re-launch the sweep", allow_retries=False)  # fmt: skip
+    histories = prepare_histories(candles, cfg.feature_timeframe)
+    PREPARED.put(int(sweep["id"]), cfg.feature_timeframe, histories)
+    return histories
 
 
 def build_chunk_op(index: int) -> dg.OpDefinition:
     @dg.op(name=f"sweep_chunk_{index}", ins={"planned": dg.In(dg.Nothing)}, tags=RESEARCH_TAGS, pool="sweep",
            description=f"Run share {index + 1} of the planned configurations and store the chunk.")  # fmt: skip
     def sweep_chunk(context: dg.OpExecutionContext, store: StoreResource, universe: UniverseResource) -> None:
-        from engine.backtest import prepare_histories
         from engine.sweep import run_sweep_chunk
 
         db = store.get()
-        sweep, cfg, candles = _sweep_and_candles(context, db, universe.load())
+        sweep, cfg = _sweep_of(context, db)
         share = np.array_split(np.arange(sweep["n_configs"]), sweep["n_chunks"])[index]
         configs = [sweep["plan"][i] for i in share]
         if not configs:
             context.log.info("no configuration in this share")
             return
+        t0 = time.monotonic()
         try:
-            histories = prepare_histories(candles, cfg.feature_timeframe)
+            histories = _histories(context, db, universe.load(), sweep, cfg)
+            t1 = time.monotonic()
             chunk = run_sweep_chunk(histories, sweep["strategy"], configs, cfg,
                                     progress=lambda done, total: context.log.info(f"{done}/{total} configurations"))  # fmt: skip
         except ValueError as exc:
             db.sweeps.fail(sweep["id"], f"chunk {index}: {exc}")
             raise dg.Failure(description=f"sweep {sweep['id']} chunk {index} failed: {exc}") from exc
+        t2 = time.monotonic()
         db.sweeps.save_chunk(sweep["id"], index, chunk)
-        context.add_output_metadata({"configurations": len(configs), "pid": os.getpid()})
+        seconds = {"load_and_features_s": t1 - t0, "configurations_s": t2 - t1, "save_s": time.monotonic() - t2}
+        context.log.info("chunk timings: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
+        context.add_output_metadata({"configurations": len(configs), "pid": os.getpid(),
+                                     **{k: round(v, 2) for k, v in seconds.items()}})  # fmt: skip
 
     return sweep_chunk
 
