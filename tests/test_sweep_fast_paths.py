@@ -137,3 +137,23 @@ def test_quantile_spread_with_keys_equals_with_names() -> None:
     assert quantile_spread(times, keys, score, forward) == by_name
     # keys turned into text ("10" < "2") would break the ties in another order: the check has teeth
     assert quantile_spread(times, keys.astype(str), score, forward) != by_name
+
+
+def test_a_run_without_its_per_symbol_table_has_the_same_metrics_and_windows() -> None:
+    """The sweep's chunks skip `symbol_metrics` (they keep metrics and window returns only): nothing else
+    may change, on the real sample."""
+    from engine.backtest import WalkForwardConfig, prepare_histories
+    from engine.backtest.walk_forward import decision_panel
+    from engine.data.sample import load_sample_candles
+    from engine.strategies import get_strategy
+    from engine.sweep.run import run_config
+
+    cfg = WalkForwardConfig(start="2018-01-22", end="2018-01-30", max_positions=2)
+    shared = decision_panel(prepare_histories(load_sample_candles(), cfg.feature_timeframe), cfg)
+    strategy = get_strategy("macd_rsi_confluence", {"rsi_low": 35})
+    full, lean = run_config(shared, strategy, cfg), run_config(shared, strategy, cfg, per_symbol=False)
+    assert len(full.symbol_metrics) > 0 and len(lean.symbol_metrics) == 0
+    assert list(lean.symbol_metrics.columns) == list(full.symbol_metrics.columns)
+    assert lean.metrics == full.metrics
+    pd.testing.assert_frame_equal(lean.windows, full.windows, check_exact=True)
+    pd.testing.assert_frame_equal(lean.trades, full.trades, check_exact=True)

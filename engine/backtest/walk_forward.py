@@ -130,9 +130,12 @@ def decision_panel(histories: PreparedHistories, cfg: WalkForwardConfig) -> Deci
 
 def run_on_panel(
     shared: DecisionPanel, strategy: TradingStrategy, cfg: WalkForwardConfig, risk: RiskManager,
-    allocator: Allocator,
+    allocator: Allocator, *, per_symbol: bool = True,
 ) -> WalkForwardResult:
-    """Everything `run_walk_forward` does after the panel: decisions, then outcomes, trades, statistics."""
+    """Everything `run_walk_forward` does after the panel: decisions, then outcomes, trades, statistics.
+
+    `per_symbol=False` leaves `symbol_metrics` empty (a sweep that keeps only each run's metrics and window
+    returns skips that table; every metric is unchanged)."""
     if shared.key != panel_key(cfg):
         raise ValueError("this decision panel was built for other dates, window, shift, timeframe or warm-up")
     evaluated = evaluate(shared.panel, strategy, risk, allocator)
@@ -141,12 +144,12 @@ def run_on_panel(
     outcomes["return_pct"] = net_return(outcomes["gross_ratio"], cfg.cost_per_side)
     for col, values in outcomes.items():
         evaluated[col] = values
-    return assemble_result(evaluated, shared.decision_ms, cfg, strategy, shared.feature_cols)
+    return assemble_result(evaluated, shared.decision_ms, cfg, strategy, shared.feature_cols, per_symbol=per_symbol)
 
 
 def assemble_result(
     evaluated: pd.DataFrame, decision_ms: np.ndarray, cfg: WalkForwardConfig, strategy: TradingStrategy,
-    feature_cols: list[str],
+    feature_cols: list[str], *, per_symbol: bool = True,
 ) -> WalkForwardResult:
     """Trades, windows, metrics and the capital curve of evaluated panel rows joined with their outcomes.
 
@@ -165,7 +168,7 @@ def assemble_result(
         trades=trades,
         windows=windows,
         metrics=metrics,
-        symbol_metrics=symbol_metrics(trades),
+        symbol_metrics=symbol_metrics(trades if per_symbol else trades.iloc[:0]),
         cost_sensitivity=stats.cost_sensitivity,
         panel=evaluated,
         equity=equity,

@@ -58,12 +58,13 @@ class SweepChunk:
 
 
 def run_config(
-    shared: DecisionPanel, strategy: TradingStrategy, cfg: WalkForwardConfig
+    shared: DecisionPanel, strategy: TradingStrategy, cfg: WalkForwardConfig, *, per_symbol: bool = True
 ) -> WalkForwardResult:
-    """One configuration on a shared panel: what `run_walk_forward(histories, strategy, cfg)` returns."""
+    """One configuration on a shared panel: what `run_walk_forward(histories, strategy, cfg)` returns
+    (without the per-symbol table when `per_symbol` is False)."""
     warmup = cfg.warmup_bars or default_warmup_bars()
     risk, allocator = require_risk_objects(strategy, warmup, cfg.max_positions, cfg=cfg)
-    return run_on_panel(shared, strategy, cfg, risk, allocator)
+    return run_on_panel(shared, strategy, cfg, risk, allocator, per_symbol=per_symbol)
 
 
 def config_row(config_id: int, strategy: TradingStrategy, cfg: WalkForwardConfig,
@@ -153,9 +154,10 @@ def chunk_on_panel(
     returns = np.empty((n, len(resolved)), dtype=np.float64)
     rows: list[dict[str, Any]] = []
     results: dict[int, WalkForwardResult] | None = {} if keep_results else None
+    keep = results is not None or on_result is not None  # else only metrics and window returns are read
     with reuse_scope():  # configuration-independent statistics (e.g. bootstrap indices) are computed once
         for j, (config_id, strategy, cfg_i) in enumerate(resolved):
-            result = run_config(shared, strategy, cfg_i)
+            result = run_config(shared, strategy, cfg_i, per_symbol=keep)
             rows.append(config_row(config_id, strategy, cfg_i, result.metrics))
             returns[:, j] = result.windows["window_return"].to_numpy(np.float64)
             if results is not None:
