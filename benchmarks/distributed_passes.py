@@ -157,7 +157,8 @@ def _ceiling_worker(args: tuple[str, str, list[str], str, dict[str, Any], Any]) 
 
     url, exchange, symbols, end, grid, barrier = args
     cfg = WalkForwardConfig(end=pd.Timestamp(end))
-    configs = plan_sweep("macd_rsi_confluence", grid)[: len(plan_sweep("macd_rsi_confluence", grid)) // 4]
+    plan = plan_sweep("macd_rsi_confluence", grid)
+    configs = plan[: len(plan) // 4]
     db = Store(url=url)
     barrier.wait()
     t0 = time.monotonic()

@@ -44,8 +44,8 @@ def heat_map(table: pd.DataFrame, x: str, y: str, column: str, label: str, perce
         # the colours and the bar speak alone)
         columns = len(grid.columns)
         size, digits = (7.5, 3) if columns <= 6 else (6.0, 2)
-        for (i, j), v in np.ndenumerate(values if columns <= 12 else np.empty((0, 0))):
-            if math.isfinite(v):
+        for (i, j), v in np.ndenumerate(values):
+            if columns <= 12 and math.isfinite(v):
                 text = f"{v:+.{digits}f}" if percent else f"{v:.2f}"
                 ax.text(j, i, text.replace("-", "−"), ha="center", va="center", fontsize=size,
                         color="white" if abs(v) > 0.6 * span else INK)

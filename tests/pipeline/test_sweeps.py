@@ -175,7 +175,8 @@ def test_prepared_histories_are_dropped_after_the_idle_time(monkeypatch) -> None
 
     monkeypatch.setattr(_Prepared, "CACHE_SECONDS", 0.2)
     cache = _Prepared()
-    cache.put(7, "1h", {"A/USDT": "h"})
-    assert cache.get(7, "1h") == {"A/USDT": "h"} and cache.get(7, "4h") is None and cache.get(8, "1h") is None
+    cache.put(("db-a", 7, "1h"), {"A/USDT": "h"})
+    assert cache.get(("db-a", 7, "1h")) == {"A/USDT": "h"}
+    assert cache.get(("db-a", 7, "4h")) is None and cache.get(("db-b", 7, "1h")) is None
     time.sleep(0.6)
-    assert cache.get(7, "1h") is None and cache.histories is None
+    assert cache.get(("db-a", 7, "1h")) is None and cache.histories is None

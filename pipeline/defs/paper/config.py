@@ -8,6 +8,7 @@ the settings it used, so settlement and the parity replay read them from the dec
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import dagster as dg
@@ -50,19 +51,11 @@ class PaperConfig(dg.Config):
 
 
 def engine_config(config: PaperConfig) -> Any:
-    """The `WalkForwardConfig` the decisions of this tick use (same defaults as the scheduled backtests)."""
-    from engine.backtest import WalkForwardConfig
+    """The `WalkForwardConfig` the decisions of this tick use (the scheduled backtests' builder, same fields)."""
+    from pipeline.defs.research.config import refresh_engine_config
 
-    return WalkForwardConfig(
-        window_hours=config.window_hours,
-        shift_hours=config.shift_hours,
-        fee_bps=config.fee_bps,
-        slippage_bps=config.slippage_bps,
-        feature_timeframe=config.feature_timeframe,
-        max_positions=config.max_positions,
-        warmup_bars=config.warmup_bars or None,
-        bootstrap_samples=0,  # a decision has no metrics; the replay computes none either
-    )
+    # a decision has no metrics; the replay computes none either
+    return dataclasses.replace(refresh_engine_config(config), bootstrap_samples=0)
 
 
 def clock(config: PaperConfig) -> tuple[pd.Timestamp, bool]:

@@ -26,8 +26,9 @@ class RefreshConfig(dg.Config):
     )
 
 
-def refresh_engine_config(config: RefreshConfig) -> Any:
-    """The `WalkForwardConfig` of the scheduled backtests and rankings."""
+def refresh_engine_config(config: Any) -> Any:
+    """The `WalkForwardConfig` of the scheduled backtests and rankings, from any config with their window,
+    cost, timeframe, positions and warm-up fields (`RefreshConfig`, the paper tick's `PaperConfig`)."""
     from engine.backtest import WalkForwardConfig
 
     return WalkForwardConfig(

@@ -100,18 +100,18 @@ class _Prepared:
     CACHE_SECONDS = 120.0
 
     def __init__(self) -> None:
-        self.key: tuple[int, str] | None = None
+        self.key: tuple | None = None
         self.histories: Any = None
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
 
-    def get(self, sweep_id: int, feature_timeframe: str) -> Any:
+    def get(self, key: tuple) -> Any:
         with self._lock:
-            return self.histories if self.key == (sweep_id, feature_timeframe) else None
+            return self.histories if self.key == key else None
 
-    def put(self, sweep_id: int, feature_timeframe: str, histories: Any) -> None:
+    def put(self, key: tuple, histories: Any) -> None:
         with self._lock:
-            self.key, self.histories = (sweep_id, feature_timeframe), histories
+            self.key, self.histories = key, histories
             if self._timer is not None:
                 self._timer.cancel()
             self._timer = threading.Timer(self.CACHE_SECONDS, self.clear)
@@ -131,7 +131,10 @@ def _histories(context: dg.OpExecutionContext, db: Any, uni: Any, sweep: dict[st
     checked against the fingerprint the sweep's first chunk recorded."""
     from engine.backtest import prepare_histories
 
-    cached = PREPARED.get(int(sweep["id"]), cfg.feature_timeframe)
+    # a sweep id alone is not unique in a process that serves several stores (tests, a second deployment):
+    # the store, the id and the sweep's creation time together are
+    key = (db.url, int(sweep["id"]), str(sweep["created_at"]), cfg.feature_timeframe)
+    cached = PREPARED.get(key)
     if cached is not None:
         context.log.info("candles and features reused from this process's previous chunk of the sweep")
         return cached
@@ -141,7 +144,7 @@ def _histories(context: dg.OpExecutionContext, db: Any, uni: Any, sweep: dict[st
         raise dg.Failure(description=f"the stored candles changed while sweep {sweep['id']} ran (an ingestion ran "
                          "in between): re-launch the sweep", allow_retries=False)  # fmt: skip
     histories = prepare_histories(candles, cfg.feature_timeframe)
-    PREPARED.put(int(sweep["id"]), cfg.feature_timeframe, histories)
+    PREPARED.put(key, histories)
     return histories
 
 
